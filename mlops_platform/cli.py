@@ -1,0 +1,99 @@
+"""`mlops`: the platform's command line (demo, simulate-batches, status)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from mlops_platform.settings import Settings
+
+
+def _cmd_simulate_batches(args: argparse.Namespace) -> int:
+    from mlops_platform.lib.landing import Shift, simulate_batches
+
+    settings = Settings.from_env()
+    spec = settings.load_spec()
+    shifts = [Shift.parse(text) for text in args.shift]
+    written = simulate_batches(
+        spec, settings.landing_dir, days=args.days, shifts=shifts, reference=args.reference
+    )
+    for path in written:
+        print(f"landed {path}")
+    if shifts:
+        print("shifted: " + ", ".join(args.shift))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from mlops_platform.lib import warehouse
+    from mlops_platform.lib.landing import landed_days
+
+    settings = Settings.from_env()
+    days = landed_days(settings.landing_dir)
+    print(f"data directory   {settings.home}")
+    print(f"dataset spec     {settings.dataset_spec_path}")
+    print(f"landing files    {len(days)}" + (f" ({days[0]} .. {days[-1]})" if days else ""))
+    if settings.warehouse_path.exists():
+        tables = warehouse.query(
+            settings.warehouse_path,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1",
+        )["table_name"]
+        for table in tables:
+            rows = warehouse.query(settings.warehouse_path, f'SELECT count(*) AS n FROM "{table}"')["n"].iloc[
+                0
+            ]
+            print(f"  {table:<22} {rows:>8} rows")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from mlops_platform.demo import run_demo
+
+    return run_demo(batches=args.batches)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="land the demo data and run the lifecycle on embedded defaults")
+    demo.add_argument(
+        "--batches", type=int, default=3, help="daily batches to land after the reference period"
+    )
+    demo.set_defaults(func=_cmd_demo)
+
+    sim = sub.add_parser("simulate-batches", help="write the next daily landing files from the demo source")
+    sim.add_argument("--days", type=int, default=1, help="how many days to land (default 1)")
+    sim.add_argument("--reference", action="store_true", help="land the whole reference period instead")
+    sim.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="COLUMN=CHANGE",
+        help="shift a column: age=+15, hours_per_week=-5, sex=Female or sex=Female:0.8 (repeatable)",
+    )
+    sim.set_defaults(func=_cmd_simulate_batches)
+
+    status = sub.add_parser("status", help="what has landed and what the warehouse holds")
+    status.set_defaults(func=_cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    try:
+        code = args.func(args)
+    except (ValueError, FileNotFoundError, LookupError) as exc:
+        print(f"mlops {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "demo":
+        print(f"\ndone in {time.monotonic() - started:.0f} s (DAGSTER_HOME={os.environ.get('DAGSTER_HOME')})")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dataset specs: the pydantic model and the specs shipped with the platform."""

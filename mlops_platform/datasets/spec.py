@@ -1,0 +1,219 @@
+"""The dataset spec: everything the platform knows about a dataset, loaded from YAML.
+
+No module of the platform names a column of a dataset; every column, type, domain,
+label, sensitive attribute and gate threshold comes from a spec like `adult.yaml`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+# Columns the platform adds at ingestion; a dataset may not use these names.
+RESERVED_COLUMNS = frozenset(
+    {"record_id", "event_timestamp", "ingestion_date", "label", "quarantine_reason", "raw_record"}
+)
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class SpecError(ValueError):
+    """A dataset spec that cannot be used; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    """One column of the landed data: its type and the expectations on its values."""
+
+    type: Literal["integer", "float", "categorical", "timestamp"]
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    domain: list[str] | None = None
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in ("integer", "float")
+
+    @model_validator(mode="after")
+    def _bounds_match_type(self) -> ColumnSpec:
+        if self.is_numeric and self.domain is not None:
+            raise ValueError("'domain' applies to categorical columns only")
+        if self.type == "timestamp" and self.domain is not None:
+            raise ValueError("'domain' applies to categorical columns only")
+        if not self.is_numeric and (self.min is not None or self.max is not None):
+            raise ValueError("'min'/'max' apply to integer and float columns only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.domain is not None and not self.domain:
+            raise ValueError("'domain' must list at least one value")
+        return self
+
+
+class SourceSpec(_Strict):
+    """Where the demo data comes from, and which of its columns identify and time a record."""
+
+    path: Path
+    id_column: str | None = None
+    timestamp_column: str | None = None
+
+
+class LabelSpec(_Strict):
+    column: str
+    positive_class: str
+
+
+class FeaturesSpec(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class SensitiveAttribute(_Strict):
+    """A column the fairness report groups by; numeric ones are binned at `bins` edges."""
+
+    column: str
+    bins: list[float] | None = None
+
+
+class QualitySpec(_Strict):
+    max_quarantine_fraction: float = Field(0.05, ge=0.0, le=1.0)
+
+
+class SplitSpec(_Strict):
+    """Fractions of records held out; assignment is a stable hash of the record id."""
+
+    validation: float = Field(0.15, gt=0.0, lt=1.0)
+    test: float = Field(0.15, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> SplitSpec:
+        if self.validation + self.test >= 0.9:
+            raise ValueError("validation + test must leave at least 10% for training")
+        return self
+
+
+class SimulationSpec(_Strict):
+    """How the demo splits the source into a reference period and daily landing batches."""
+
+    start_date: dt.date
+    reference_days: int = Field(30, ge=1)
+    rows_per_day: int = Field(1000, ge=1)
+    seed: int = 0
+
+
+class GateSpec(_Strict):
+    """Thresholds of the model gates (evaluation, fairness, drift)."""
+
+    min_metrics: dict[str, float] = Field(default_factory=dict)
+    max_fairness_gaps: dict[str, float] = Field(default_factory=dict)
+    regression_tolerance: float = Field(0.01, ge=0.0)
+    max_drift_share: float = Field(0.3, gt=0.0, le=1.0)
+
+
+class DatasetSpec(_Strict):
+    """A dataset, fully described: the one input every asset is built from."""
+
+    name: str
+    description: str = ""
+    model_name: str | None = None
+    source: SourceSpec
+    columns: dict[str, ColumnSpec]
+    label: LabelSpec
+    features: FeaturesSpec
+    sensitive_attributes: list[SensitiveAttribute] = Field(default_factory=list)
+    quality: QualitySpec = QualitySpec()
+    split: SplitSpec = SplitSpec()
+    simulation: SimulationSpec
+    gates: GateSpec = GateSpec()
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.model_name or f"{self.name}_classifier"
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return [name for name, col in self.columns.items() if col.is_numeric]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> DatasetSpec:
+        if not _IDENTIFIER.match(self.name):
+            raise ValueError(f"name {self.name!r} must be a lower-case identifier")
+        for column in self.columns:
+            if not _IDENTIFIER.match(column):
+                raise ValueError(f"columns.{column}: must be a lower-case SQL identifier")
+            if column in RESERVED_COLUMNS:
+                raise ValueError(f"columns.{column}: the platform reserves this name")
+        self._require_column("label.column", self.label.column)
+        label = self.columns[self.label.column]
+        if label.domain is not None and self.label.positive_class not in label.domain:
+            raise ValueError(
+                f"label.positive_class {self.label.positive_class!r} is not in the domain "
+                f"of column {self.label.column!r}: {label.domain}"
+            )
+        for kind, names in (("numeric", self.features.numeric), ("categorical", self.features.categorical)):
+            for name in names:
+                self._require_column(f"features.{kind}", name)
+                if name == self.label.column:
+                    raise ValueError(f"features.{kind}: {name!r} is the label")
+                expected = ("integer", "float") if kind == "numeric" else ("categorical",)
+                if self.columns[name].type not in expected:
+                    raise ValueError(f"features.{kind}: column {name!r} has type {self.columns[name].type!r}")
+        if not self.features.all:
+            raise ValueError("features: list at least one numeric or categorical feature")
+        if len(set(self.features.all)) != len(self.features.all):
+            raise ValueError("features: a column is listed twice")
+        for i, attr in enumerate(self.sensitive_attributes):
+            self._require_column(f"sensitive_attributes.{i}.column", attr.column)
+            if attr.bins is not None and not self.columns[attr.column].is_numeric:
+                raise ValueError(f"sensitive_attributes.{i}.bins: {attr.column!r} is not numeric")
+        if self.source.id_column is not None:
+            self._require_column("source.id_column", self.source.id_column)
+        if self.source.timestamp_column is not None:
+            self._require_column("source.timestamp_column", self.source.timestamp_column)
+            if self.columns[self.source.timestamp_column].type != "timestamp":
+                raise ValueError("source.timestamp_column: the column must have type 'timestamp'")
+        return self
+
+    def _require_column(self, field: str, name: str) -> None:
+        if name not in self.columns:
+            raise ValueError(f"{field}: {name!r} is not declared under 'columns'")
+
+
+def load_spec(path: str | Path) -> DatasetSpec:
+    """Load and validate a spec; relative source paths resolve against the spec's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"dataset spec {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level")
+    try:
+        spec = DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<spec>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SpecError(f"{path}: {problems}") from None
+    if not spec.source.path.is_absolute():
+        source = spec.source.model_copy(update={"path": (path.parent / spec.source.path).resolve()})
+        spec = spec.model_copy(update={"source": source})
+    return spec
+
+
+def shipped_spec_path(name: str = "adult") -> Path:
+    """Path of a spec shipped inside the package."""
+    return Path(__file__).parent / f"{name}.yaml"

@@ -1,0 +1,59 @@
+"""The one `Definitions` object: every stage's assets, checks, jobs, sensors and resources.
+
+Built from `Settings` (the environment) when Dagster loads the code location, never at
+import time. Backends are picked from settings, never by editing code.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mlops_platform.defs.features.dbt import build_dbt_assets, dbt_cli, prepared_dbt_project
+from mlops_platform.defs.features.feature_store import build_feature_store_asset
+from mlops_platform.defs.features.training_set import build_training_set_asset
+from mlops_platform.defs.ingestion.assets import build_ingestion_assets
+from mlops_platform.defs.ingestion.checks import build_ingestion_checks
+from mlops_platform.defs.ingestion.schedules import build_daily_ingestion_schedule
+from mlops_platform.defs.ingestion.sensors import build_new_data_sensor
+from mlops_platform.defs.jobs import build_data_pipeline_job
+from mlops_platform.resources.feast import FeastResource
+from mlops_platform.resources.warehouse import WarehouseIOManager
+from mlops_platform.settings import Settings
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    spec = settings.load_spec()
+    dbt_project = prepared_dbt_project(settings, spec)
+    data_pipeline = build_data_pipeline_job(spec)
+    feature_store, online_matches_offline = build_feature_store_asset(settings, spec)
+    training_set, training_set_is_sound = build_training_set_asset(settings, spec)
+    return dg.Definitions(
+        assets=[
+            build_ingestion_assets(settings, spec),
+            build_dbt_assets(settings, spec, dbt_project),
+            feature_store,
+            training_set,
+        ],
+        asset_checks=[*build_ingestion_checks(settings, spec), online_matches_offline, training_set_is_sound],
+        jobs=[data_pipeline],
+        sensors=[build_new_data_sensor(settings, data_pipeline)],
+        schedules=[build_daily_ingestion_schedule(settings, data_pipeline)],
+        resources={
+            "warehouse_io_manager": WarehouseIOManager(
+                warehouse_path=str(settings.warehouse_path), lake_dir=str(settings.lake_dir)
+            ),
+            "dbt": dbt_cli(dbt_project),
+            "feast": FeastResource(
+                project=spec.name,
+                repo_dir=str(settings.feast_dir),
+                online_store=settings.feast_online_store,
+                redis_url=settings.redis_url,
+            ),
+        },
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -1,0 +1,1 @@
+"""Ingestion: landing files to validated `raw_data` and `quarantined_rows`."""

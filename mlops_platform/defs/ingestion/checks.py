@@ -1,0 +1,103 @@
+"""Blocking data-quality gates on `raw_data`: a failed gate stops everything downstream."""
+
+import dagster as dg
+import pandas as pd
+
+from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.defs.ingestion.partitions import daily_partitions
+from mlops_platform.lib.batches import prepare_batch
+from mlops_platform.lib.ingestion import ingest_day
+from mlops_platform.lib.landing import landing_path, read_landing_file
+from mlops_platform.settings import Settings
+
+
+def build_ingestion_checks(settings: Settings, spec: DatasetSpec) -> list[dg.AssetChecksDefinition]:
+    limit = spec.quality.max_quarantine_fraction
+
+    @dg.asset_check(
+        asset="raw_data",
+        blocking=True,
+        partitions_def=daily_partitions(spec),
+        description=(
+            "Great Expectations suites built from the dataset spec (column set, non-empty batch, "
+            "types, null rules, ranges, domains); row-level expectations must hold for at least "
+            f"{1 - limit:.0%} of each day's rows."
+        ),
+    )
+    def great_expectations_suite(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        failures = []
+        report = []
+        for day in context.partition_keys:
+            validation = ingest_day(settings.landing_dir, spec, day).validation
+            report.append(f"### {day}\n\n{validation.as_markdown()}")
+            failures += [
+                f"{day}: {o.expectation}({o.column or 'table'}) unexpected "
+                f"{o.unexpected_count}/{o.element_count} {o.observed}".strip()
+                for o in validation.failed()
+            ]
+        return dg.AssetCheckResult(
+            passed=not failures,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(failures[:5]) if failures else "every expectation passed",
+            metadata={
+                "failed_expectations": dg.MetadataValue.int(len(failures)),
+                "failures": dg.MetadataValue.json(failures),
+                "results": dg.MetadataValue.md("\n\n".join(report[-3:])),
+            },
+        )
+
+    @dg.asset_check(
+        asset="raw_data",
+        blocking=True,
+        partitions_def=daily_partitions(spec),
+        additional_ins={"quarantined_rows": dg.AssetIn("quarantined_rows")},
+        description=(
+            "Quarantine accounting: every landed record is in raw_data or quarantined_rows, never "
+            f"both, and at most {limit:.0%} of each day's rows are quarantined."
+        ),
+    )
+    def quarantine_rate(
+        context: dg.AssetCheckExecutionContext, raw_data: pd.DataFrame, quarantined_rows: pd.DataFrame
+    ) -> dg.AssetCheckResult:
+        problems = []
+        per_day = {}
+        for day in context.partition_keys:
+            landed_ids = prepare_batch(read_landing_file(landing_path(settings.landing_dir, day)), spec, day)[
+                "record_id"
+            ]
+            kept = set(raw_data.loc[raw_data["ingestion_date"].dt.strftime("%Y-%m-%d") == day, "record_id"])
+            held = set(
+                quarantined_rows.loc[
+                    quarantined_rows["ingestion_date"].dt.strftime("%Y-%m-%d") == day, "record_id"
+                ]
+            )
+            fraction = len(held) / len(landed_ids) if len(landed_ids) else 0.0
+            per_day[day] = {
+                "landed": len(landed_ids),
+                "raw": len(kept),
+                "quarantined": len(held),
+                "fraction": round(fraction, 4),
+            }
+            if kept & held:
+                problems.append(f"{day}: {len(kept & held)} records are both kept and quarantined")
+            if len(kept) + len(held) != len(landed_ids) or (kept | held) != set(landed_ids):
+                problems.append(
+                    f"{day}: raw {len(kept)} + quarantined {len(held)} != landed {len(landed_ids)}"
+                )
+            if fraction > limit:
+                problems.append(f"{day}: quarantined fraction {fraction:.2%} exceeds the limit {limit:.2%}")
+        worst = max((v["fraction"] for v in per_day.values()), default=0.0)
+        return dg.AssetCheckResult(
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(problems[:5])
+            if problems
+            else f"worst day {worst:.2%} <= limit {limit:.2%}",
+            metadata={
+                "max_quarantine_fraction": dg.MetadataValue.float(limit),
+                "worst_day_fraction": dg.MetadataValue.float(worst),
+                "days": dg.MetadataValue.json(per_day),
+            },
+        )
+
+    return [great_expectations_suite, quarantine_rate]

@@ -1,0 +1,1 @@
+"""Pure data and ML code: no Dagster imports, testable with a DataFrame and nothing else."""

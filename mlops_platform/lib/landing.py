@@ -1,0 +1,157 @@
+"""Landing files: the demo's source split into a reference period and daily batches.
+
+A landing file is `<landing_dir>/<YYYY-MM-DD>.csv` holding the source's own columns as
+text. Files are written atomically (temporary name, then rename), so a sensor never
+sees half a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlops_platform.datasets.spec import DatasetSpec
+
+_LANDING_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.csv$")
+
+
+def landing_path(landing_dir: Path, day: dt.date | str) -> Path:
+    return Path(landing_dir) / f"{day}.csv"
+
+
+def landed_days(landing_dir: Path) -> list[str]:
+    """Days (`YYYY-MM-DD`) with a landing file, oldest first."""
+    if not Path(landing_dir).is_dir():
+        return []
+    return sorted(m.group(1) for p in Path(landing_dir).iterdir() if (m := _LANDING_NAME.match(p.name)))
+
+
+def read_landing_file(path: Path) -> pd.DataFrame:
+    """Read a landing file as text (types are checked later); empty cells become missing."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"no landing file {path}: write one with `mlops simulate-batches` or copy a CSV there"
+        )
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+
+
+def load_source(spec: DatasetSpec) -> pd.DataFrame:
+    """The spec's source, as text, shuffled with the simulation seed (one fixed order)."""
+    frame = pd.read_csv(spec.source.path, dtype=str, keep_default_na=False, na_values=[""])
+    order = np.random.default_rng(spec.simulation.seed).permutation(len(frame))
+    return frame.iloc[order].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A change applied to a column of simulated batches.
+
+    Numeric columns: `delta` is added (and the result clipped to the spec's range, so the
+    rows stay valid and the shift shows up as drift, not as quarantine). Categorical
+    columns: a `fraction` of rows takes `value`.
+    """
+
+    column: str
+    delta: float | None = None
+    value: str | None = None
+    fraction: float = 0.5
+
+    @classmethod
+    def parse(cls, text: str) -> Shift:
+        """`age=+15`, `hours_per_week=-5`, `sex=Female` or `sex=Female:0.8`."""
+        column, sep, change = text.partition("=")
+        if not sep or not column or not change:
+            raise ValueError(f"shift {text!r}: expected COLUMN=+N, COLUMN=-N or COLUMN=VALUE[:FRACTION]")
+        if change[0] in "+-":
+            try:
+                return cls(column=column, delta=float(change))
+            except ValueError:
+                raise ValueError(f"shift {text!r}: {change!r} is not a number") from None
+        value, _, fraction = change.partition(":")
+        try:
+            share = float(fraction) if fraction else 0.5
+        except ValueError:
+            raise ValueError(f"shift {text!r}: fraction {fraction!r} is not a number") from None
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"shift {text!r}: fraction must be in (0, 1]")
+        return cls(column=column, value=value, fraction=share)
+
+
+def apply_shifts(batch: pd.DataFrame, shifts: list[Shift], spec: DatasetSpec, seed: int) -> pd.DataFrame:
+    """Return a copy of a text batch with the shifts applied."""
+    out = batch.copy()
+    rng = np.random.default_rng(seed)
+    for shift in shifts:
+        column = spec.columns.get(shift.column)
+        if column is None:
+            raise ValueError(f"shift: {shift.column!r} is not a column of dataset {spec.name!r}")
+        if shift.delta is not None:
+            if not column.is_numeric:
+                raise ValueError(f"shift: {shift.column!r} is categorical; use {shift.column}=VALUE")
+            values = pd.to_numeric(out[shift.column], errors="coerce") + shift.delta
+            values = values.clip(lower=column.min, upper=column.max)
+            if column.type == "integer":
+                values = values.round().astype("Int64")
+            out[shift.column] = values.astype("string")
+        else:
+            if column.is_numeric:
+                raise ValueError(f"shift: {shift.column!r} is numeric; use {shift.column}=+N")
+            if column.domain is not None and shift.value not in column.domain:
+                raise ValueError(f"shift: {shift.value!r} is not in the domain of {shift.column!r}")
+            chosen = rng.random(len(out)) < shift.fraction
+            out.loc[chosen, shift.column] = shift.value
+    return out
+
+
+def write_landing_file(batch: pd.DataFrame, landing_dir: Path, day: dt.date | str) -> Path:
+    """Write one day's batch atomically; an existing file for that day is replaced."""
+    target = landing_path(landing_dir, day)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    batch.to_csv(tmp, index=False)
+    os.replace(tmp, target)
+    return target
+
+
+def simulate_batches(
+    spec: DatasetSpec,
+    landing_dir: Path,
+    days: int,
+    shifts: list[Shift] | None = None,
+    reference: bool = False,
+) -> list[Path]:
+    """Land the next `days` daily batches (or the whole reference period) from the source.
+
+    Day *i* after the simulation's start date always takes rows
+    `[i * rows_per_day, (i + 1) * rows_per_day)` of the shuffled source, so the same day
+    always lands the same records. Batches continue after the latest landed day.
+    """
+    sim = spec.simulation
+    source = load_source(spec)
+    available_days = len(source) // sim.rows_per_day
+    existing = landed_days(landing_dir)
+    if reference:
+        first, count = 0, sim.reference_days
+    else:
+        first = (dt.date.fromisoformat(existing[-1]) - sim.start_date).days + 1 if existing else 0
+        count = days
+    if count < 1:
+        raise ValueError("days must be at least 1")
+    if first + count > available_days:
+        raise ValueError(
+            f"the source of {spec.name!r} has {len(source)} rows, enough for {available_days} days of "
+            f"{sim.rows_per_day} rows; days {first}..{first + count - 1} were asked for"
+        )
+    written = []
+    for index in range(first, first + count):
+        batch = source.iloc[index * sim.rows_per_day : (index + 1) * sim.rows_per_day]
+        if shifts:
+            batch = apply_shifts(batch, shifts, spec, seed=sim.seed + index)
+        written.append(write_landing_file(batch, landing_dir, sim.start_date + dt.timedelta(days=index)))
+    return written

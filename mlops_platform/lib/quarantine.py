@@ -1,0 +1,37 @@
+"""Split a validated batch into the records that continue and the ones quarantined."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from mlops_platform.lib.expectations import BatchValidation
+
+QUARANTINE_COLUMNS = ["record_id", "event_timestamp", "ingestion_date", "quarantine_reason", "raw_record"]
+
+
+def split_batch(
+    text: pd.DataFrame, records: pd.DataFrame, validation: BatchValidation
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(valid records, quarantined rows). A quarantined row keeps its text exactly as it
+    landed (`raw_record`, JSON) and says why (`quarantine_reason`), so nothing is lost."""
+    text = text.reset_index(drop=True)
+    records = records.reset_index(drop=True)
+    valid_mask = validation.valid_mask.to_numpy(dtype=bool)
+    bad = ~valid_mask
+    raw_json = [
+        json.dumps({k: (None if pd.isna(v) else v) for k, v in row.items()}, sort_keys=True)
+        for row in text.loc[bad].to_dict(orient="records")
+    ]
+    quarantined = pd.DataFrame(
+        {
+            "record_id": records.loc[bad, "record_id"].astype("string"),
+            "event_timestamp": records.loc[bad, "event_timestamp"],
+            "ingestion_date": records.loc[bad, "ingestion_date"],
+            "quarantine_reason": validation.row_reasons[bad].astype("string"),
+            "raw_record": pd.Series(raw_json, index=records.index[bad], dtype="string"),
+        },
+        columns=QUARANTINE_COLUMNS,
+    )
+    return records.loc[valid_mask].reset_index(drop=True), quarantined.reset_index(drop=True)

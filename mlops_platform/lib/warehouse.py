@@ -1,0 +1,128 @@
+"""The DuckDB warehouse and its Parquet lake: idempotent writes, reads by partition.
+
+Every table is written twice: into the DuckDB file (what dbt transforms) and as Parquet
+under the lake folder (one file per day for partitioned tables). Writing a day again
+replaces that day in both, inside one transaction, so re-ingestion never duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+LOCK_WAIT_SECONDS = 120.0
+
+
+@contextlib.contextmanager
+def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse, waiting while another process (dbt, a parallel step) holds it."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"warehouse {path} does not exist yet: materialize raw_data first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        yield con
+    finally:
+        con.close()
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _in_partitions(partition_column: str, partitions: Sequence[str]) -> str:
+    """A SQL condition (with one `?` per day) selecting the rows of the given days."""
+    return f"strftime({_quote(partition_column)}, '%Y-%m-%d') IN ({', '.join('?' for _ in partitions)})"
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+        [table],
+    ).fetchone()
+    return bool(found and found[0])
+
+
+def replace_partitions(
+    path: Path, table: str, frame: pd.DataFrame, partition_column: str, partitions: Sequence[str]
+) -> None:
+    """Replace the rows of `partitions` (values of `partition_column`) with those in `frame`."""
+    outside = ~frame[partition_column].dt.strftime("%Y-%m-%d").isin(partitions)
+    if outside.any():
+        raise ValueError(f"{int(outside.sum())} rows of {table} fall outside partitions {list(partitions)}")
+    with connect(path) as con:
+        con.register("incoming", frame)
+        con.execute("BEGIN TRANSACTION")
+        if not table_exists(con, table):
+            con.execute(f"CREATE TABLE {_quote(table)} AS SELECT * FROM incoming LIMIT 0")
+        con.execute(
+            f"DELETE FROM {_quote(table)} WHERE {_in_partitions(partition_column, partitions)}",
+            list(partitions),
+        )
+        con.execute(f"INSERT INTO {_quote(table)} BY NAME SELECT * FROM incoming")
+        con.execute("COMMIT")
+
+
+def replace_table(path: Path, table: str, frame: pd.DataFrame) -> None:
+    with connect(path) as con:
+        con.register("incoming", frame)
+        con.execute(f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT * FROM incoming")
+
+
+def read_table(
+    path: Path, table: str, partition_column: str | None = None, partitions: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """A table, or only the given partitions of it."""
+    with connect(path, read_only=True) as con:
+        if not table_exists(con, table):
+            raise LookupError(f"table {table} is not in the warehouse {path}: materialize it first")
+        query = f"SELECT * FROM {_quote(table)}"
+        params: list[str] = []
+        if partitions is not None and partition_column is not None:
+            query += f" WHERE {_in_partitions(partition_column, partitions)}"
+            params = list(partitions)
+        return con.execute(query, params).df()
+
+
+def query(path: Path, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
+    """Run a read-only query against the warehouse."""
+    with connect(path, read_only=True) as con:
+        return con.execute(sql, list(params)).df()
+
+
+def write_parquet(frame: pd.DataFrame, target: Path) -> Path:
+    """Write a Parquet file atomically (an empty frame still records the schema)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+    return target
+
+
+def write_lake_partitions(
+    lake_dir: Path, table: str, frame: pd.DataFrame, partition_column: str, partitions: Sequence[str]
+) -> list[Path]:
+    """One Parquet file per partition: `<lake>/<table>/<column>=<day>/part-0.parquet`."""
+    days = frame[partition_column].dt.strftime("%Y-%m-%d")
+    return [
+        write_parquet(
+            frame[days == day], Path(lake_dir) / table / f"{partition_column}={day}" / "part-0.parquet"
+        )
+        for day in partitions
+    ]

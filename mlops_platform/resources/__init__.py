@@ -1,0 +1,1 @@
+"""Typed Dagster resources: the warehouse IO manager and the Feast feature store."""

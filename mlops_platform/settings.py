@@ -1,0 +1,71 @@
+"""Environment-driven settings: where the platform keeps its data and which backends it uses.
+
+Read when `Definitions` are built (never at import time). Every path derives from one
+data directory, `MLOPS_HOME`, so nothing lands in whatever folder the user stands in.
+
+| variable | default | meaning |
+|---|---|---|
+| `MLOPS_HOME` | `~/.mlops_platform` | data directory: landing files, warehouse, lake, Feast |
+| `MLOPS_DATASET_SPEC` | the shipped `adult.yaml` | dataset spec to run |
+| `MLOPS_FEAST_ONLINE_STORE` | `sqlite` | `sqlite` (embedded) or `redis` (scale-out) |
+| `MLOPS_REDIS_URL` | `127.0.0.1:6379` | Redis connection string for the Feast online store |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from mlops_platform.datasets.spec import DatasetSpec, load_spec, shipped_spec_path
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    home: Path
+    dataset_spec_path: Path
+    feast_online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "127.0.0.1:6379"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("MLOPS_HOME") or Path.home() / ".mlops_platform").expanduser()
+        spec = env.get("MLOPS_DATASET_SPEC") or shipped_spec_path()
+        return cls(
+            home=home.resolve(),
+            dataset_spec_path=Path(spec).expanduser().resolve(),
+            feast_online_store=env.get("MLOPS_FEAST_ONLINE_STORE", "sqlite"),
+            redis_url=env.get("MLOPS_REDIS_URL", "127.0.0.1:6379"),
+        )
+
+    def load_spec(self) -> DatasetSpec:
+        return load_spec(self.dataset_spec_path)
+
+    @property
+    def landing_dir(self) -> Path:
+        """Where new batches arrive, one CSV file per day: `YYYY-MM-DD.csv`."""
+        return self.home / "landing"
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The DuckDB warehouse file that ingestion writes and dbt transforms."""
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def lake_dir(self) -> Path:
+        """Parquet copies of every table, partitioned by day where the asset is."""
+        return self.home / "lake"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target folder (manifest, run results), kept out of the source tree."""
+        return self.home / "dbt_target"
