@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="COLUMN=CHANGE",
-        help="shift a column: age=+15, hours_per_week=-5, sex=Female or sex=Female:0.8 (repeatable)",
+        help="shift a column: NUM=+15, NUM=-5, CAT=VALUE or CAT=VALUE:0.8 (repeatable)",
     )
     sim.set_defaults(func=_cmd_simulate_batches)
 

@@ -43,7 +43,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "warehouse_io_manager": WarehouseIOManager(
                 warehouse_path=str(settings.warehouse_path), lake_dir=str(settings.lake_dir)
             ),
-            "dbt": dbt_cli(dbt_project),
+            "dbt": dbt_cli(settings, dbt_project),
             "feast": FeastResource(
                 project=spec.name,
                 repo_dir=str(settings.feast_dir),

@@ -99,5 +99,5 @@ def run_demo(batches: int = 3) -> int:
         f"    warehouse:    {settings.warehouse_path} (DuckDB: raw_data, quarantined_rows, stg_records, ...)"
     )
     print(f"    lake:         {settings.lake_dir} (Parquet)")
-    print("    land more:    .venv/bin/mlops simulate-batches --days 1 [--shift age=+15]")
+    print("    land more:    .venv/bin/mlops simulate-batches --days 1 [--shift COLUMN=+15]")
     return 0

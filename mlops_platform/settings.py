@@ -9,11 +9,19 @@ data directory, `MLOPS_HOME`, so nothing lands in whatever folder the user stand
 | `MLOPS_DATASET_SPEC` | the shipped `adult.yaml` | dataset spec to run |
 | `MLOPS_FEAST_ONLINE_STORE` | `sqlite` | `sqlite` (embedded) or `redis` (scale-out) |
 | `MLOPS_REDIS_URL` | `127.0.0.1:6379` | Redis connection string for the Feast online store |
+| `MLOPS_DBT_EXECUTABLE` | `<venv>/dbt/bin/dbt`, else `dbt` on PATH | dbt, installed in its own environment |
+
+dbt lives in its own virtual environment (`make install` puts it in `.venv/dbt`): dagster-dbt
+then runs it as a subprocess without importing dbt-core, which keeps loading the code
+location (every CLI call and every step process) about 1.7 s faster, and keeps dbt's pins
+out of the platform's environment.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -23,6 +31,14 @@ from pydantic import BaseModel, ConfigDict
 from mlops_platform.datasets.spec import DatasetSpec, load_spec, shipped_spec_path
 
 
+def default_dbt_executable() -> str:
+    """dbt from the environment beside this one (`<venv>/dbt`), else from PATH."""
+    beside = Path(sys.prefix) / "dbt" / "bin" / "dbt"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("dbt") or "dbt"
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -30,6 +46,7 @@ class Settings(BaseModel):
     dataset_spec_path: Path
     feast_online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "127.0.0.1:6379"
+    dbt_executable: str = "dbt"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +58,7 @@ class Settings(BaseModel):
             dataset_spec_path=Path(spec).expanduser().resolve(),
             feast_online_store=env.get("MLOPS_FEAST_ONLINE_STORE", "sqlite"),
             redis_url=env.get("MLOPS_REDIS_URL", "127.0.0.1:6379"),
+            dbt_executable=env.get("MLOPS_DBT_EXECUTABLE") or default_dbt_executable(),
         )
 
     def load_spec(self) -> DatasetSpec:

@@ -64,7 +64,7 @@ class Shift:
 
     @classmethod
     def parse(cls, text: str) -> Shift:
-        """`age=+15`, `hours_per_week=-5`, `sex=Female` or `sex=Female:0.8`."""
+        """`NUM=+15`, `NUM=-5`, `CAT=VALUE` or `CAT=VALUE:0.8` (a fraction of rows)."""
         column, sep, change = text.partition("=")
         if not sep or not column or not change:
             raise ValueError(f"shift {text!r}: expected COLUMN=+N, COLUMN=-N or COLUMN=VALUE[:FRACTION]")

@@ -34,6 +34,7 @@ def build_feature_store_asset(
         group_name=GROUP,
         deps=[dg.AssetKey("features")],
         kinds={"feast"},
+        backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
             "Feast repository (entity = record_id, one feature view over the dbt `features` "
             "table, one feature service) applied to the registry, and the online store loaded."

@@ -23,6 +23,7 @@ def build_training_set_asset(
         deps=[dg.AssetKey("feature_store"), dg.AssetKey("labels")],
         io_manager_key="warehouse_io_manager",
         kinds={"feast", "duckdb"},
+        backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
             "Labels joined to the features as of each label's event time (Feast "
             "get_historical_features), with a stable train/validation/test split."

@@ -1,0 +1,1 @@
+"""Tests of mlops_platform: real components on small data."""

@@ -1,0 +1,49 @@
+"""Fixtures: small real datasets (a slice of Adult and a generated one), settings, instances."""
+
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_platform.settings import Settings
+from mlops_platform_tests.datasets import write_adult_spec, write_sensor_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def adult_settings(tmp_path: Path) -> Settings:
+    """The shipped Adult spec with small days: 4 reference days of 150 rows."""
+    spec = write_adult_spec(tmp_path / "specs", rows_per_day=150, reference_days=4)
+    return Settings(home=tmp_path / "home", dataset_spec_path=spec)
+
+
+@pytest.fixture
+def sensor_settings(tmp_path: Path) -> Settings:
+    """A generated dataset whose columns share nothing with Adult, with its own ids and times."""
+    spec = write_sensor_dataset(tmp_path / "sensors")
+    return Settings(home=tmp_path / "home", dataset_spec_path=spec)
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def cli_env(adult_settings: Settings, tmp_path: Path) -> dict[str, str]:
+    """Environment for subprocesses: the small Adult spec and a Dagster home with our dagster.yaml."""
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    venv_bin = str(Path(os.sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+        "MLOPS_HOME": str(adult_settings.home),
+        "MLOPS_DATASET_SPEC": str(adult_settings.dataset_spec_path),
+        "DAGSTER_HOME": str(dagster_home),
+    }

@@ -1,0 +1,69 @@
+"""Small real datasets for tests: a slice of the shipped Adult spec, and a generated one."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from mlops_platform.datasets.spec import shipped_spec_path
+
+
+def write_adult_spec(folder: Path, rows_per_day: int, reference_days: int, **overrides: object) -> Path:
+    """The shipped Adult spec with smaller landing days (and any top-level overrides)."""
+    raw = yaml.safe_load(shipped_spec_path().read_text())
+    raw["source"]["path"] = str((shipped_spec_path().parent / raw["source"]["path"]).resolve())
+    raw["simulation"].update(rows_per_day=rows_per_day, reference_days=reference_days)
+    raw.update(overrides)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "adult_small.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def write_sensor_dataset(folder: Path, rows: int = 800, seed: int = 0) -> Path:
+    """A generated machine-failure dataset: different columns, its own id and timestamps.
+
+    Failure probability rises with temperature and in one region, so there is signal.
+    """
+    rng = np.random.default_rng(seed)
+    temperature = rng.normal(70, 12, rows).round(2)
+    region = rng.choice(["north", "south", "east", "west"], rows)
+    risk = 1 / (1 + np.exp(-(temperature - 80) / 6)) + np.where(region == "east", 0.15, 0.0)
+    frame = pd.DataFrame(
+        {
+            "device_id": [f"dev-{i:05d}" for i in range(rows)],
+            "measured_at": pd.date_range("2025-05-01", periods=rows, freq="37min", tz="UTC").strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "temperature": temperature,
+            "pressure": rng.integers(900, 1100, rows),
+            "region": region,
+            "firmware": rng.choice(["v1", "v2", "v3"], rows),
+            "status": np.where(rng.random(rows) < risk, "failed", "ok"),
+        }
+    )
+    frame.loc[rng.random(rows) < 0.03, "temperature"] = np.nan  # a nullable numeric feature
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "sensors.csv", index=False)
+    spec = {
+        "name": "sensors",
+        "description": "Generated machine readings; does the device fail?",
+        "source": {"path": "sensors.csv", "id_column": "device_id", "timestamp_column": "measured_at"},
+        "columns": {
+            "device_id": {"type": "categorical"},
+            "measured_at": {"type": "timestamp"},
+            "temperature": {"type": "float", "nullable": True, "min": -40, "max": 150},
+            "pressure": {"type": "integer", "min": 800, "max": 1200},
+            "region": {"type": "categorical", "domain": ["north", "south", "east", "west"]},
+            "firmware": {"type": "categorical", "domain": ["v1", "v2", "v3"]},
+            "status": {"type": "categorical", "domain": ["failed", "ok"]},
+        },
+        "label": {"column": "status", "positive_class": "failed"},
+        "features": {"numeric": ["temperature", "pressure"], "categorical": ["region", "firmware"]},
+        "sensitive_attributes": [{"column": "region"}],
+        "simulation": {"start_date": "2025-06-01", "reference_days": 3, "rows_per_day": 200, "seed": 1},
+    }
+    path = folder / "sensors.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
