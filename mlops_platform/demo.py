@@ -33,7 +33,7 @@ def run_data_pipeline(
     defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str
 ) -> dg.ExecuteInProcessResult:
     """One run of the data pipeline over the landed days `first..last`."""
-    return defs.get_job_def(DATA_PIPELINE).execute_in_process(
+    return defs.resolve_job_def(DATA_PIPELINE).execute_in_process(
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": first,

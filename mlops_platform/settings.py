@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_platform.datasets.spec import DatasetSpec, load_spec, shipped_spec_path
 
@@ -46,7 +46,7 @@ class Settings(BaseModel):
     dataset_spec_path: Path
     feast_online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "127.0.0.1:6379"
-    dbt_executable: str = "dbt"
+    dbt_executable: str = Field(default_factory=default_dbt_executable)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

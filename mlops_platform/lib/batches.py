@@ -11,6 +11,7 @@ import pandas as pd
 from mlops_platform.datasets.spec import DatasetSpec
 
 SECONDS_PER_DAY = 86_400
+_UNIT_SEPARATOR = "\x1f"
 
 _PANDAS_TYPES = {"integer": "Int64", "float": "float64", "categorical": "string"}
 
@@ -24,10 +25,10 @@ def record_ids(text: pd.DataFrame, spec: DatasetSpec, day: str) -> pd.Series:
     if spec.source.id_column is not None:
         return text[spec.source.id_column].astype("string")
     columns = [c for c in spec.columns if c in text.columns]
-    rows = text[columns].astype("string").fillna("\x00").agg("\x1f".join, axis=1)
+    cells = text[columns].astype("string").fillna("\x00").itertuples(index=False, name=None)
     ids = [
-        hashlib.sha256(f"{spec.name}|{day}|{position}|{row}".encode()).hexdigest()[:24]
-        for position, row in enumerate(rows)
+        hashlib.sha256(f"{spec.name}|{day}|{position}|{_UNIT_SEPARATOR.join(row)}".encode()).hexdigest()[:24]
+        for position, row in enumerate(cells)
     ]
     return pd.Series(ids, index=text.index, dtype="string")
 

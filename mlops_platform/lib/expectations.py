@@ -20,8 +20,8 @@ import pandas as pd
 from mlops_platform.datasets.spec import DatasetSpec
 
 _NUMBER_PATTERNS = {
-    "integer": r"^\s*[-+]?\d+(\.0*)?\s*$",
-    "float": r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$",
+    "integer": r"^\s*[-+]?\d+(?:\.0*)?\s*$",
+    "float": r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$",
 }
 
 
