@@ -1,0 +1,56 @@
+# mlops_platform: `make demo` runs the lifecycle, `make test` runs the tests. Both install first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Everything the platform writes lives under MLOPS_HOME; the Dagster instance in DAGSTER_HOME.
+export MLOPS_HOME ?= $(CURDIR)/.mlops
+export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster
+
+.PHONY: install demo test ui lint format validate benchmark clean dagster-home
+
+install: $(VENV)/.installed
+
+# torch first and pinned (the CPU wheel), so no later step can pull a CUDA build; then the
+# platform with every transitive version pinned in constraints.txt; dbt in its own venv.
+$(VENV)/.installed: pyproject.toml constraints.txt requirements-dbt.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PYTHON) -m venv $(VENV)/dbt
+	$(VENV)/dbt/bin/pip install --quiet --upgrade pip
+	$(VENV)/dbt/bin/pip install --quiet -r requirements-dbt.txt
+	$(BIN)/pip check
+	touch $@
+
+dagster-home:
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: install dagster-home
+	$(BIN)/mlops demo
+
+test: install
+	$(BIN)/pytest
+
+ui: install dagster-home
+	$(BIN)/dagster dev -m mlops_platform -h 127.0.0.1 -p 3000
+
+validate: install dagster-home
+	$(BIN)/dagster definitions validate -m mlops_platform
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+benchmark: install dagster-home
+	$(BIN)/python benchmarks/load_time.py
+
+clean:
+	rm -rf .mlops

@@ -1,0 +1,41 @@
+"""The public interface: asset keys, groups, checks, jobs, sensors and schedules."""
+
+from mlops_platform.definitions import build_definitions
+
+GATES = {
+    ("raw_data", "great_expectations_suite"),
+    ("raw_data", "quarantine_rate"),
+    ("feature_store", "online_matches_offline"),
+    ("training_set", "training_set_is_sound"),
+}
+
+
+def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_settings):
+    defs = build_definitions(adult_settings)
+    graph = defs.resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == {
+        "raw_data": "ingestion",
+        "quarantined_rows": "ingestion",
+        "stg_records": "features",
+        "features": "features",
+        "labels": "features",
+        "feature_store": "features",
+        "training_set": "features",
+    }
+    check_keys = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert check_keys >= GATES
+    # dbt tests surface as checks on the dbt models
+    assert {
+        ("stg_records", "unique_stg_records_record_id"),
+        ("labels", "both_classes_present_labels_label"),
+    } <= check_keys
+    blocking = {
+        (key.asset_key.to_user_string(), key.name)
+        for key in graph.asset_check_keys
+        if graph.get_check_spec(key).blocking
+    }
+    assert blocking >= GATES
+    assert {s.name for s in defs.sensors} == {"new_data_sensor"}
+    assert {s.name for s in defs.schedules} == {"daily_ingestion_schedule"}
+    assert defs.resolve_job_def("data_pipeline") is not None
