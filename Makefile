@@ -36,7 +36,7 @@ test: install
 	$(BIN)/pytest
 
 ui: install dagster-home
-	$(BIN)/dagster dev -m mlops_platform -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 validate: install dagster-home
 	$(BIN)/dagster definitions validate -m mlops_platform

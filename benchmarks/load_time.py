@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "load_time.json"
-TRIVIAL = "import dagster as dg\n\n\n@dg.asset\ndef one():\n    return 1\n\n\ndefs = dg.Definitions(assets=[one])\n"
+TRIVIAL = (
+    "import dagster as dg\n\n\n@dg.asset\ndef one():\n    return 1\n\n\ndefs = dg.Definitions(assets=[one])\n"
+)
 
 
 def _time(command: list[str], env: dict[str, str], cwd: str, repeat: int) -> list[float]:
@@ -33,7 +35,9 @@ def _time(command: list[str], env: dict[str, str], cwd: str, repeat: int) -> lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     dagster = str(Path(sys.executable).parent / "dagster")
@@ -42,10 +46,16 @@ def main() -> None:
         env.setdefault("DAGSTER_HOME", scratch)
         Path(scratch, "trivial_location.py").write_text(TRIVIAL)
         ours = _time([dagster, "definitions", "validate", "-m", "mlops_platform"], env, scratch, args.repeat)
-        peer = _time([dagster, "definitions", "validate", "-m", "trivial_location"], env, scratch, args.repeat)
+        peer = _time(
+            [dagster, "definitions", "validate", "-m", "trivial_location"], env, scratch, args.repeat
+        )
     result = {
         "benchmark": "dagster definitions validate",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "repeat": args.repeat,
         "mlops_platform_seconds": {"median": statistics.median(ours), "all": ours},
         "trivial_location_seconds": {"median": statistics.median(peer), "all": peer},

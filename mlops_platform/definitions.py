@@ -6,6 +6,8 @@ import time. Backends are picked from settings, never by editing code.
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from mlops_platform.defs.features.dbt import build_dbt_assets, dbt_cli, prepared_dbt_project
@@ -19,6 +21,10 @@ from mlops_platform.defs.jobs import build_data_pipeline_job
 from mlops_platform.resources.feast import FeastResource
 from mlops_platform.resources.warehouse import WarehouseIOManager
 from mlops_platform.settings import Settings
+
+# Deliberate uses of Dagster beta APIs: single-run backfill policies (a whole partition range
+# in one step) and data versions on outputs. Their warnings would print on every load.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

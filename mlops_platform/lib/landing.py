@@ -8,7 +8,6 @@ sees half a file.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.lib.files import atomic_target
 
 _LANDING_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.csv$")
 
@@ -112,10 +112,8 @@ def apply_shifts(batch: pd.DataFrame, shifts: list[Shift], spec: DatasetSpec, se
 def write_landing_file(batch: pd.DataFrame, landing_dir: Path, day: dt.date | str) -> Path:
     """Write one day's batch atomically; an existing file for that day is replaced."""
     target = landing_path(landing_dir, day)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    batch.to_csv(tmp, index=False)
-    os.replace(tmp, target)
+    with atomic_target(target) as tmp:
+        batch.to_csv(tmp, index=False)
     return target
 
 

@@ -8,13 +8,14 @@ replaces that day in both, inside one transaction, so re-ingestion never duplica
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+
+from mlops_platform.lib.files import atomic_target
 
 LOCK_WAIT_SECONDS = 120.0
 
@@ -108,10 +109,8 @@ def query(path: Path, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
 
 def write_parquet(frame: pd.DataFrame, target: Path) -> Path:
     """Write a Parquet file atomically (an empty frame still records the schema)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, target)
+    with atomic_target(target) as tmp:
+        frame.to_parquet(tmp, index=False)
     return target
 
 

@@ -4,7 +4,6 @@ import dagster as dg
 import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
-from mlops_platform.defs.ingestion.partitions import daily_partitions
 from mlops_platform.lib.batches import prepare_batch
 from mlops_platform.lib.ingestion import ingest_day
 from mlops_platform.lib.landing import landing_path, read_landing_file
@@ -17,7 +16,6 @@ def build_ingestion_checks(settings: Settings, spec: DatasetSpec) -> list[dg.Ass
     @dg.asset_check(
         asset="raw_data",
         blocking=True,
-        partitions_def=daily_partitions(spec),
         description=(
             "Great Expectations suites built from the dataset spec (column set, non-empty batch, "
             "types, null rules, ranges, domains); row-level expectations must hold for at least "
@@ -49,7 +47,6 @@ def build_ingestion_checks(settings: Settings, spec: DatasetSpec) -> list[dg.Ass
     @dg.asset_check(
         asset="raw_data",
         blocking=True,
-        partitions_def=daily_partitions(spec),
         additional_ins={"quarantined_rows": dg.AssetIn("quarantined_rows")},
         description=(
             "Quarantine accounting: every landed record is in raw_data or quarantined_rows, never "
