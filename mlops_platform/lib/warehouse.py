@@ -11,11 +11,14 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
 import pandas as pd
 
 from mlops_platform.lib.files import atomic_target
+
+if TYPE_CHECKING:
+    import duckdb
 
 LOCK_WAIT_SECONDS = 120.0
 
@@ -23,6 +26,8 @@ LOCK_WAIT_SECONDS = 120.0
 @contextlib.contextmanager
 def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the warehouse, waiting while another process (dbt, a parallel step) holds it."""
+    import duckdb
+
     path = Path(path)
     if read_only and not path.exists():
         raise FileNotFoundError(f"warehouse {path} does not exist yet: materialize raw_data first")
