@@ -17,8 +17,13 @@ from mlops_platform.defs.ingestion.assets import build_ingestion_assets
 from mlops_platform.defs.ingestion.checks import build_ingestion_checks
 from mlops_platform.defs.ingestion.schedules import build_daily_ingestion_schedule
 from mlops_platform.defs.ingestion.sensors import build_new_data_sensor
-from mlops_platform.defs.jobs import build_data_pipeline_job
+from mlops_platform.defs.jobs import build_data_pipeline_job, build_retrain_job, build_weekly_retrain_schedule
+from mlops_platform.defs.registry.assets import build_registry_asset
+from mlops_platform.defs.training.evaluation import build_evaluation_asset
+from mlops_platform.defs.training.fairness import build_fairness_asset
+from mlops_platform.defs.training.trained_model import build_trained_model_asset
 from mlops_platform.resources.feast import FeastResource
+from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.resources.warehouse import WarehouseIOManager
 from mlops_platform.settings import Settings
 
@@ -34,17 +39,33 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     data_pipeline = build_data_pipeline_job(spec)
     feature_store, online_matches_offline = build_feature_store_asset(settings, spec)
     training_set, training_set_is_sound = build_training_set_asset(settings, spec)
+    model_evaluation, evaluation_gates = build_evaluation_asset(settings, spec)
+    fairness_report, fairness_gate = build_fairness_asset(settings, spec)
+    retrain_model = build_retrain_job()
     return dg.Definitions(
         assets=[
             build_ingestion_assets(settings, spec),
             build_dbt_assets(settings, spec, dbt_project),
             feature_store,
             training_set,
+            build_trained_model_asset(settings, spec),
+            model_evaluation,
+            fairness_report,
+            build_registry_asset(settings, spec),
         ],
-        asset_checks=[*build_ingestion_checks(settings, spec), online_matches_offline, training_set_is_sound],
-        jobs=[data_pipeline],
+        asset_checks=[
+            *build_ingestion_checks(settings, spec),
+            online_matches_offline,
+            training_set_is_sound,
+            *evaluation_gates,
+            fairness_gate,
+        ],
+        jobs=[data_pipeline, retrain_model],
         sensors=[build_new_data_sensor(settings, data_pipeline)],
-        schedules=[build_daily_ingestion_schedule(settings, data_pipeline)],
+        schedules=[
+            build_daily_ingestion_schedule(settings, data_pipeline),
+            build_weekly_retrain_schedule(retrain_model),
+        ],
         resources={
             "warehouse_io_manager": WarehouseIOManager(
                 warehouse_path=str(settings.warehouse_path), lake_dir=str(settings.lake_dir)
@@ -55,6 +76,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 repo_dir=str(settings.feast_dir),
                 online_store=settings.feast_online_store,
                 redis_url=settings.redis_url,
+            ),
+            "mlflow": MlflowTracking(
+                tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root, experiment=spec.name
             ),
         },
     )

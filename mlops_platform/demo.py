@@ -8,7 +8,7 @@ import os
 
 import dagster as dg
 
-from mlops_platform.defs.jobs import DATA_PIPELINE
+from mlops_platform.defs.jobs import DATA_PIPELINE, RETRAIN_MODEL
 from mlops_platform.lib.landing import landed_days, simulate_batches
 from mlops_platform.settings import Settings
 
@@ -64,9 +64,28 @@ def summarize(result: dg.ExecuteInProcessResult) -> list[str]:
             )
         if key == "training_set":
             lines.append(f"      splits {meta['splits'].value}")
+        if key == "trained_model":
+            lines.append(
+                f"      on {meta['device'].value}, best epoch {meta['best_epoch'].value} of "
+                f"{meta['epochs_run'].value}, threshold {meta['decision_threshold'].value:.3f}"
+            )
+        if key == "model_evaluation":
+            shown = ("roc_auc", "pr_auc", "accuracy", "f1", "expected_calibration_error")
+            lines.append("      test " + ", ".join(f"{m} {meta[f'test_{m}'].value:.4f}" for m in shown))
+        if key == "registered_model_version":
+            lines.append(
+                f"      {meta['model_name'].value} v{meta['version'].value}, alias {meta['alias'].value}"
+            )
     evaluations = result.get_asset_check_evaluations()
     failed = [e for e in evaluations if not e.passed]
     lines.append(f"  checks: {len(evaluations) - len(failed)} of {len(evaluations)} passed")
+    for e in evaluations:
+        if e.check_name == "fairness_gaps_within_limits":
+            for r in e.metadata["results"].value:
+                lines.append(
+                    f"      {r['attribute']} {r['gap']} {r['value']:.3f} "
+                    f"[95% CI {r['ci_low']:.3f}, {r['ci_high']:.3f}] limit {r['limit']}"
+                )
     for e in failed:
         lines.append(f"    FAILED {e.asset_key.to_user_string()}:{e.check_name}: {e.description}")
     return lines
@@ -93,8 +112,22 @@ def run_demo(batches: int = 3) -> int:
         print(f"\nthe data pipeline failed (run {result.run_id}); open the Dagster UI for the step logs")
         return 1
 
+    _step("model half: train (torch, tracked in MLflow), evaluate, fairness, gates, register")
+    with dg.DagsterInstance.get() as instance:
+        trained = defs.resolve_job_def(RETRAIN_MODEL).execute_in_process(
+            instance=instance,
+            tags={"mlops/trigger": "mlops demo"},
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            raise_on_error=False,
+        )
+    print("\n".join(summarize(trained)))
+    if not trained.success:
+        print(f"\na gate stopped the model (run {trained.run_id}): nothing was registered")
+        return 1
+
     _step("where to look")
-    print(f"    Dagster UI:   make ui, then http://127.0.0.1:3000/runs/{result.run_id}")
+    print(f"    Dagster UI:   make ui, then http://127.0.0.1:3000/runs/{trained.run_id}")
+    print(f"    MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
     print(
         f"    warehouse:    {settings.warehouse_path} (DuckDB: raw_data, quarantined_rows, stg_records, ...)"
     )

@@ -9,6 +9,8 @@ data directory, `MLOPS_HOME`, so nothing lands in whatever folder the user stand
 | `MLOPS_DATASET_SPEC` | the shipped `adult.yaml` | dataset spec to run |
 | `MLOPS_FEAST_ONLINE_STORE` | `sqlite` | `sqlite` (embedded) or `redis` (scale-out) |
 | `MLOPS_REDIS_URL` | `127.0.0.1:6379` | Redis connection string for the Feast online store |
+| `MLOPS_MLFLOW_TRACKING_URI` | `sqlite:///$MLOPS_HOME/mlflow/mlflow.db` | MLflow tracking + registry |
+| `MLOPS_MLFLOW_ARTIFACT_ROOT` | `$MLOPS_HOME/mlflow/artifacts` | where new experiments keep artifacts |
 | `MLOPS_DBT_EXECUTABLE` | `<venv>/dbt/bin/dbt`, else `dbt` on PATH | dbt, installed in its own environment |
 
 dbt lives in its own virtual environment (`make install` puts it in `.venv/dbt`): dagster-dbt
@@ -47,6 +49,8 @@ class Settings(BaseModel):
     feast_online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "127.0.0.1:6379"
     dbt_executable: str = Field(default_factory=default_dbt_executable)
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +63,8 @@ class Settings(BaseModel):
             feast_online_store=env.get("MLOPS_FEAST_ONLINE_STORE", "sqlite"),
             redis_url=env.get("MLOPS_REDIS_URL", "127.0.0.1:6379"),
             dbt_executable=env.get("MLOPS_DBT_EXECUTABLE") or default_dbt_executable(),
+            mlflow_tracking_uri=env.get("MLOPS_MLFLOW_TRACKING_URI") or None,
+            mlflow_artifact_root=env.get("MLOPS_MLFLOW_ARTIFACT_ROOT") or None,
         )
 
     def load_spec(self) -> DatasetSpec:
@@ -82,6 +88,20 @@ class Settings(BaseModel):
     @property
     def feast_dir(self) -> Path:
         return self.home / "feast"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow's store: SQLite under the data directory unless configured."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow_artifact_root or str(self.home / "mlflow" / "artifacts")
+
+    @property
+    def models_dir(self) -> Path:
+        """Local copies of model artifacts and evaluation plots, one folder per MLflow run."""
+        return self.home / "models"
 
     @property
     def dbt_target_dir(self) -> Path:

@@ -57,6 +57,9 @@ def test_simulate_validate_and_materialize_the_whole_graph_from_the_cli(cli_env,
             == "SUCCEEDED"
         )
 
+        registered = instance.fetch_materializations(dg.AssetKey("registered_model_version"), limit=1).records
+        assert registered[0].asset_materialization.metadata["alias"].value == "challenger"
+
     status = _run(["mlops", "status"], cli_env)
     assert "landing files    4" in status.stdout and "training_set" in status.stdout
 

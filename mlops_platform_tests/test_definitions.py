@@ -3,6 +3,9 @@
 from mlops_platform.definitions import build_definitions
 
 GATES = {
+    ("model_evaluation", "meets_metric_thresholds"),
+    ("model_evaluation", "no_regression_vs_champion"),
+    ("fairness_report", "fairness_gaps_within_limits"),
     ("raw_data", "great_expectations_suite"),
     ("raw_data", "quarantine_rate"),
     ("feature_store", "online_matches_offline"),
@@ -22,6 +25,10 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
         "labels": "features",
         "feature_store": "features",
         "training_set": "features",
+        "trained_model": "training",
+        "model_evaluation": "training",
+        "fairness_report": "training",
+        "registered_model_version": "registry",
     }
     check_keys = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert check_keys >= GATES
@@ -37,5 +44,15 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
     }
     assert blocking >= GATES
     assert {s.name for s in defs.sensors} == {"new_data_sensor"}
-    assert {s.name for s in defs.schedules} == {"daily_ingestion_schedule"}
+    assert {s.name for s in defs.schedules} == {"daily_ingestion_schedule", "weekly_retrain_schedule"}
     assert defs.resolve_job_def("data_pipeline") is not None
+    retrain = {
+        k.to_user_string() for k in defs.resolve_job_def("retrain_model").asset_layer.selected_asset_keys
+    }
+    assert retrain == {
+        "training_set",
+        "trained_model",
+        "model_evaluation",
+        "fairness_report",
+        "registered_model_version",
+    }

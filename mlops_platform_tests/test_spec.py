@@ -39,6 +39,8 @@ def test_shipped_adult_spec_loads_and_resolves_its_source():
         (lambda r: r["columns"]["sex"].update(min=0), "columns.sex"),
         (lambda r: r["split"].update(test=0.5, validation=0.45), "split"),
         (lambda r: r.update(thresholds={}), "thresholds"),
+        (lambda r: r["gates"]["min_metrics"].update(auc=0.9), "gates"),
+        (lambda r: r["sensitive_attributes"][0].update(max_gaps={"parity": 0.1}), "max_gaps"),
         (lambda r: r["sensitive_attributes"].append({"column": "sex", "bins": [1]}), "sensitive_attributes"),
         (lambda r: r["columns"].update(record_id={"type": "categorical"}), "record_id"),
     ],

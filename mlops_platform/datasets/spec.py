@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mlops_platform.lib.metric_names import CLASSIFICATION_METRICS, FAIRNESS_GAPS
+
 # Columns the platform adds at ingestion; a dataset may not use these names.
 RESERVED_COLUMNS = frozenset(
     {"record_id", "event_timestamp", "ingestion_date", "label", "quarantine_reason", "raw_record"}
@@ -80,10 +82,24 @@ class FeaturesSpec(_Strict):
 
 
 class SensitiveAttribute(_Strict):
-    """A column the fairness report groups by; numeric ones are binned at `bins` edges."""
+    """A column the fairness report groups by; numeric ones are binned at `bins` edges.
+
+    `max_gaps` are the gate's limits for this attribute (a ceiling for differences, a
+    floor for `demographic_parity_ratio`); gaps without a limit are reported, not gated.
+    """
 
     column: str
     bins: list[float] | None = None
+    max_gaps: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_gaps(self) -> SensitiveAttribute:
+        unknown = set(self.max_gaps) - set(FAIRNESS_GAPS)
+        if unknown:
+            raise ValueError(f"max_gaps: unknown gap(s) {sorted(unknown)}; known: {list(FAIRNESS_GAPS)}")
+        if self.bins is not None and sorted(self.bins) != self.bins:
+            raise ValueError("bins must be increasing")
+        return self
 
 
 class QualitySpec(_Strict):
@@ -113,12 +129,28 @@ class SimulationSpec(_Strict):
 
 
 class GateSpec(_Strict):
-    """Thresholds of the model gates (evaluation, fairness, drift)."""
+    """Thresholds of the model gates (evaluation, fairness, drift).
+
+    `min_metrics`/`max_metrics`: test-split limits. `regression_tolerance`: how much worse
+    than the current champion a metric may be. `min_group_size`: smaller groups are shown
+    in the fairness report but left out of the gaps (their rates are noise).
+    """
 
     min_metrics: dict[str, float] = Field(default_factory=dict)
-    max_fairness_gaps: dict[str, float] = Field(default_factory=dict)
+    max_metrics: dict[str, float] = Field(default_factory=dict)
     regression_tolerance: float = Field(0.01, ge=0.0)
+    regression_metrics: list[str] = Field(default_factory=lambda: ["roc_auc", "pr_auc"])
+    min_group_size: int = Field(30, ge=0)
+    bootstrap_samples: int = Field(500, ge=50)
     max_drift_share: float = Field(0.3, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> GateSpec:
+        named = [*self.min_metrics, *self.max_metrics, *self.regression_metrics]
+        unknown = sorted(set(named) - set(CLASSIFICATION_METRICS))
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {list(CLASSIFICATION_METRICS)}")
+        return self
 
 
 class DatasetSpec(_Strict):

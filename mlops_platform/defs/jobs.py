@@ -7,6 +7,7 @@ from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.ingestion.partitions import daily_partitions
 
 DATA_PIPELINE = "data_pipeline"
+RETRAIN_MODEL = "retrain_model"
 
 
 def build_data_pipeline_job(spec: DatasetSpec) -> UnresolvedAssetJobDefinition:
@@ -18,4 +19,28 @@ def build_data_pipeline_job(spec: DatasetSpec) -> UnresolvedAssetJobDefinition:
         partitions_def=daily_partitions(spec),
         description="Ingest landed days and refresh features, the feature store and the training set.",
         tags={"mlops/pipeline": "data"},
+    )
+
+
+def build_retrain_job() -> UnresolvedAssetJobDefinition:
+    """Rebuild the training set from what has landed, then train, evaluate, gate and register."""
+    return dg.define_asset_job(
+        RETRAIN_MODEL,
+        selection=dg.AssetSelection.assets("training_set").downstream(),
+        description=(
+            "Rematerialize training_set and everything down to registered_model_version; "
+            "the blocking gates decide whether a new version is registered."
+        ),
+        tags={"mlops/pipeline": "training"},
+    )
+
+
+def build_weekly_retrain_schedule(job: UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="weekly_retrain_schedule",
+        job=job,
+        cron_schedule="0 3 * * 1",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Mondays 03:00 UTC: retrain on everything landed so far.",
     )

@@ -91,7 +91,7 @@ def build_dbt_assets(settings: Settings, spec: DatasetSpec, project: DbtProject)
     )
     def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
         """`dbt build`: staging and feature models, with their dbt tests as asset checks."""
-        target = settings.dbt_target_dir / "runs" / context.run_id
+        target = settings.dbt_target_dir / "runs" / context.run.run_id
         yield from dbt.cli(["build", "--vars", variables], context=context, target_path=target).stream()
 
     return dbt_feature_models

@@ -1,0 +1,1 @@
+"""Registry: the MLflow model version that passed every gate, and the retraining job."""

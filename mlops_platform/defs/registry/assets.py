@@ -1,0 +1,91 @@
+"""`registered_model_version`: the model that passed every gate, in the MLflow registry."""
+
+import json
+
+import dagster as dg
+
+from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.defs.training.model_ref import ModelRef
+from mlops_platform.resources.mlflow import MlflowTracking, code_version
+from mlops_platform.settings import Settings
+
+GROUP = "registry"
+CHALLENGER = "challenger"
+
+
+def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key="registered_model_version",
+        group_name=GROUP,
+        kinds={"mlflow"},
+        backfill_policy=dg.BackfillPolicy.single_run(),  # lets `--partition-range` runs include it
+        description=(
+            f"Registers the trained model as a new version of {spec.registered_model_name!r} with the "
+            "alias `challenger`, tagged with its metrics, fairness, data version, Dagster run and git "
+            "commit, and a generated model card. Runs only after every blocking gate upstream passed."
+        ),
+    )
+    def registered_model_version(
+        context: dg.AssetExecutionContext,
+        trained_model: ModelRef,
+        model_evaluation: dict,
+        fairness_report: dict,
+        mlflow: MlflowTracking,
+    ) -> dg.Output[dict]:
+        import mlflow as mlflow_api
+
+        from mlops_platform.lib.model_card import model_card
+
+        client = mlflow.client()
+        name = spec.registered_model_name
+        metrics = model_evaluation["metrics"]
+        version = mlflow_api.register_model(trained_model.model_uri, name)
+        facts = {
+            "mlflow_run_id": trained_model.mlflow_run_id,
+            "model_uri": trained_model.model_uri,
+            "training_set_version": trained_model.training_set_version,
+            "dagster_run_id": context.run.run_id,
+            "git_commit": code_version(),
+            "trained_on": trained_model.device,
+        }
+        card = model_card(spec, str(version.version), metrics, fairness_report, facts)
+        fairness_summary = {
+            f"{attribute}.{gap}": round(v["value"], 4)
+            for attribute, entry in fairness_report.items()
+            for gap, v in entry["gaps"].items()
+            if gap in entry["limits"]
+        }
+        tags = {
+            **{
+                f"metric.{k}": f"{metrics[k]:.6f}"
+                for k in ("roc_auc", "pr_auc", "accuracy", "f1", "threshold")
+            },
+            "fairness": json.dumps(fairness_summary, sort_keys=True),
+            "training_set_version": trained_model.training_set_version,
+            "dagster_run_id": context.run.run_id,
+            "git_commit": facts["git_commit"],
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version.version, key, value)
+        client.update_model_version(name, version.version, description=card)
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+        with mlflow.resume_run(trained_model.mlflow_run_id):
+            mlflow_api.log_text(card, "model_card.md")
+        context.log.info(f"registered {name} v{version.version} as {CHALLENGER}")
+        return dg.Output(
+            {
+                "name": name,
+                "version": str(version.version),
+                "alias": CHALLENGER,
+                "run_id": trained_model.mlflow_run_id,
+            },
+            metadata={
+                "model_name": dg.MetadataValue.text(name),
+                "version": dg.MetadataValue.text(str(version.version)),
+                "alias": dg.MetadataValue.text(CHALLENGER),
+                "model_uri": dg.MetadataValue.text(f"models:/{name}/{version.version}"),
+                "model_card": dg.MetadataValue.md(card),
+            },
+        )
+
+    return registered_model_version

@@ -1,0 +1,83 @@
+"""MLflow tracking and registry as a typed resource.
+
+A thin `ConfigurableResource` instead of dagster-mlflow's `mlflow_tracking`: that resource
+is function-style (no typed parameter injection), cannot be overridden from run config
+(dagster issue 21797), and its `end_mlflow_on_run_finished` hook can end the MLflow run
+while later steps still log to it (dagster issue 21872). Here each asset opens the MLflow
+run it needs in a `with` block, so a run never outlives the step that opened it, and
+later assets reopen the training run by id to add their metrics and plots.
+"""
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+if TYPE_CHECKING:
+    import mlflow
+    from mlflow import MlflowClient
+
+
+def code_version() -> str:
+    """The git commit of the platform's code, or `unknown` outside a checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """One MLflow experiment per dataset; tracking and registry in the same store."""
+
+    tracking_uri: str
+    artifact_root: str
+    experiment: str
+
+    def _configure(self) -> None:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
+    def client(self) -> "MlflowClient":
+        from mlflow import MlflowClient
+
+        self._configure()
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def experiment_id(self) -> str:
+        client = self.client()
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        location = self.artifact_root if "://" in self.artifact_root else Path(self.artifact_root).as_uri()
+        return client.create_experiment(self.experiment, artifact_location=f"{location}/{self.experiment}")
+
+    @contextlib.contextmanager
+    def start_run(self, run_name: str, tags: dict[str, str]) -> Iterator["mlflow.ActiveRun"]:
+        """A new MLflow run that ends when the block ends (with status FAILED on an error)."""
+        import mlflow
+
+        experiment_id = self.experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+            yield run
+
+    @contextlib.contextmanager
+    def resume_run(self, run_id: str) -> Iterator["mlflow.ActiveRun"]:
+        """Reopen a finished run (the training run) to add evaluation results to it."""
+        import mlflow
+
+        self._configure()
+        with mlflow.start_run(run_id=run_id) as run:
+            yield run

@@ -1,0 +1,95 @@
+"""Fairness metrics: hand-computed on a tiny table, and equal to Fairlearn's on the real data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import (
+    MetricFrame,
+    demographic_parity_difference,
+    demographic_parity_ratio,
+    equal_opportunity_difference,
+    equalized_odds_difference,
+)
+from sklearn.metrics import precision_score
+
+from mlops_platform.datasets.spec import load_spec, shipped_spec_path
+from mlops_platform.lib.fairness import attribute_fairness, bin_labels, group_values
+
+# Group a: 4 rows, labels 1 1 0 0, predictions 1 0 1 0 -> selection 2/4, TPR 1/2, FPR 1/2, precision 1/2
+# Group b: 4 rows, labels 1 1 1 0, predictions 1 1 0 0 -> selection 2/4, TPR 2/3, FPR 0/1, precision 2/2
+TINY = pd.DataFrame(
+    {
+        "group": ["a"] * 4 + ["b"] * 4,
+        "label": [1, 1, 0, 0, 1, 1, 1, 0],
+        "predicted": [1, 0, 1, 0, 1, 1, 0, 0],
+    }
+)
+
+
+def test_gaps_on_a_tiny_table_match_the_hand_computed_values():
+    report = attribute_fairness(
+        TINY["group"], TINY["label"].to_numpy(), TINY["predicted"].to_numpy(), "g", bootstrap=200
+    )
+    groups = report.groups.set_index("group")
+    assert groups.loc["a", "selection_rate"] == 0.5 and groups.loc["b", "selection_rate"] == 0.5
+    assert groups.loc["a", "true_positive_rate"] == 0.5
+    assert groups.loc["b", "true_positive_rate"] == pytest.approx(2 / 3)
+    assert groups.loc["a", "false_positive_rate"] == 0.5 and groups.loc["b", "false_positive_rate"] == 0.0
+    assert groups.loc["b", "precision"] == 1.0 and groups.loc["a", "count"] == 4
+    gaps = {name: v["value"] for name, v in report.gaps.items()}
+    assert gaps["demographic_parity_difference"] == 0.0
+    assert gaps["demographic_parity_ratio"] == 1.0
+    assert gaps["equal_opportunity_difference"] == pytest.approx(2 / 3 - 1 / 2)
+    assert gaps["equalized_odds_difference"] == pytest.approx(0.5)  # the FPR gap is the larger
+    assert gaps["predictive_parity_difference"] == pytest.approx(0.5)
+
+
+def test_bootstrap_intervals_are_seeded_and_bracket_the_estimate():
+    rng = np.random.default_rng(1)
+    groups = pd.Series(rng.choice(["x", "y", "z"], 2000))
+    labels = rng.integers(0, 2, 2000)
+    predicted = np.where(groups == "x", rng.random(2000) < 0.6, rng.random(2000) < 0.4).astype(int)
+    first = attribute_fairness(groups, labels, predicted, "g", bootstrap=300, seed=3)
+    again = attribute_fairness(groups, labels, predicted, "g", bootstrap=300, seed=3)
+    assert first.gaps == again.gaps
+    dp = first.gaps["demographic_parity_difference"]
+    assert dp["ci_low"] <= dp["value"] <= dp["ci_high"]
+    assert 0.1 < dp["value"] < 0.3 and dp["ci_high"] - dp["ci_low"] < 0.15
+
+
+def test_small_groups_are_reported_but_left_out_of_the_gaps():
+    groups = pd.Series(["big"] * 100 + ["tiny"] * 5)
+    labels = np.array([1, 0] * 50 + [1] * 5)
+    predicted = np.array([1, 0] * 50 + [0] * 5)  # the tiny group would make every gap 1.0
+    report = attribute_fairness(groups, labels, predicted, "g", bootstrap=100, min_group_size=10)
+    assert set(report.groups["group"]) == {"big", "tiny"}
+    assert report.groups.set_index("group").loc["tiny", "in_gaps"] == False  # noqa: E712
+    assert report.gaps["equal_opportunity_difference"]["value"] == 0.0
+
+
+def test_numeric_attributes_are_binned_at_the_spec_edges():
+    assert bin_labels([30, 45, 60]) == ["<30", "30-45", "45-60", ">=60"]
+    binned = group_values(pd.Series([17, 29, 30, 44, 45, 60, 90]), [30, 45, 60])
+    assert binned.tolist() == ["<30", "<30", "30-45", "30-45", "45-60", ">=60", ">=60"]
+
+
+def test_gaps_equal_fairlearn_on_the_adult_data():
+    spec = load_spec(shipped_spec_path())
+    adult = pd.read_csv(spec.source.path).sample(n=8000, random_state=0).reset_index(drop=True)
+    labels = (adult[spec.label.column] == spec.label.positive_class).astype(int).to_numpy()
+    # a fixed, imperfect scorer on real rows: what matters here is the metric code
+    score = adult[spec.features.numeric].rank(pct=True).mean(axis=1)
+    predicted = (score > score.quantile(0.7)).astype(int).to_numpy()
+    for attr in spec.sensitive_attributes:
+        groups = group_values(adult[attr.column], attr.bins)
+        ours = {
+            k: v["value"]
+            for k, v in attribute_fairness(groups, labels, predicted, attr.column, bootstrap=50).gaps.items()
+        }
+        kwargs = {"y_true": labels, "y_pred": predicted, "sensitive_features": groups}
+        assert ours["demographic_parity_difference"] == pytest.approx(demographic_parity_difference(**kwargs))
+        assert ours["demographic_parity_ratio"] == pytest.approx(demographic_parity_ratio(**kwargs))
+        assert ours["equal_opportunity_difference"] == pytest.approx(equal_opportunity_difference(**kwargs))
+        assert ours["equalized_odds_difference"] == pytest.approx(equalized_odds_difference(**kwargs))
+        frame = MetricFrame(metrics=lambda t, p: precision_score(t, p, zero_division=0), **kwargs)
+        assert ours["predictive_parity_difference"] == pytest.approx(frame.difference())
