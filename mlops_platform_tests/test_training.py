@@ -11,7 +11,8 @@ import pytest
 from mlops_platform.lib.evaluation import choose_threshold, classification_metrics, expected_calibration_error
 from mlops_platform.lib.model_artifact import load_artifact, save_artifact
 from mlops_platform.lib.preprocessing import UNKNOWN_INDEX, FeatureEncoder
-from mlops_platform.lib.training import TrainingParams, choose_device, predict_proba, train_model
+from mlops_platform.lib.training import choose_device, predict_proba, train_model
+from mlops_platform.lib.training_params import TrainingParams
 
 NUMERIC, CATEGORICAL = ["x1", "x2"], ["colour"]
 
@@ -40,7 +41,7 @@ def data():
 
 def test_training_is_deterministic_for_a_seed(data):
     train, validation, test = data
-    params = TrainingParams(hidden=[16], epochs=8, seed=11)
+    params = TrainingParams(hidden_sizes=[16], epochs=8, seed=11)
     first = train_model(train, validation, NUMERIC, CATEGORICAL, params, device=choose_device("cpu"))
     second = train_model(train, validation, NUMERIC, CATEGORICAL, params, device=choose_device("cpu"))
     a = predict_proba(first.net, first.encoder, test)
@@ -58,7 +59,7 @@ def test_training_is_deterministic_for_a_seed(data):
         validation,
         NUMERIC,
         CATEGORICAL,
-        TrainingParams(hidden=[16], epochs=8, seed=12),
+        TrainingParams(hidden_sizes=[16], epochs=8, seed=12),
         device=choose_device("cpu"),
     )
     assert np.max(np.abs(predict_proba(other.net, other.encoder, test) - a)) > 1e-4
@@ -71,7 +72,7 @@ def test_early_stopping_keeps_the_best_validation_epoch(data):
         validation,
         NUMERIC,
         CATEGORICAL,
-        TrainingParams(hidden=[32], epochs=40, patience=3, learning_rate=0.05),
+        TrainingParams(hidden_sizes=[32], epochs=40, patience=3, learning_rate=0.05),
         device=choose_device("cpu"),
     )
     losses = [h["validation_loss"] for h in outcome.history]
@@ -86,7 +87,7 @@ def test_preprocessing_is_fitted_on_the_training_split_only(data):
         validation,
         NUMERIC,
         CATEGORICAL,
-        TrainingParams(hidden=[8], epochs=1),
+        TrainingParams(hidden_sizes=[8], epochs=1),
         device=choose_device("cpu"),
     ).encoder
     assert encoder.means == pytest.approx(train[NUMERIC].mean().tolist())
@@ -104,7 +105,7 @@ def test_the_artifact_loads_and_scores_with_torch_alone(data, tmp_path):
         validation,
         NUMERIC,
         CATEGORICAL,
-        TrainingParams(hidden=[16], epochs=3),
+        TrainingParams(hidden_sizes=[16], epochs=3),
         device=choose_device("cpu"),
     )
     path = save_artifact(outcome.net, outcome.encoder, {"threshold": 0.4}, tmp_path / "model.pt")

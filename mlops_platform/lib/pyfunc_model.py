@@ -1,9 +1,11 @@
 """The registered MLflow model: a pyfunc around the TorchScript artifact.
 
 The wrapper only reads the TorchScript file (network, preprocessing, vocabularies and
-threshold inside); it does not use the training code's classes.
+threshold inside); it does not use the training code's classes. Loading the pyfunc needs this
+package for the wrapper class; the TorchScript file alone needs only torch.
 """
 
+from importlib.metadata import version
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -12,6 +14,12 @@ import pandas as pd
 from mlops_platform.lib.model_artifact import ScoringModel, load_artifact
 
 ARTIFACT_KEY = "torchscript"
+
+
+def pyfunc_requirements() -> list[str]:
+    """What the logged model needs, pinned to what trained it (MLflow's own inference of this
+    fails on an editable install)."""
+    return [f"{name}=={version(name)}" for name in ("mlflow", "torch", "pandas", "numpy", "mlops_platform")]
 
 
 class TorchScriptClassifier(mlflow.pyfunc.PythonModel):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,21 +14,7 @@ from torch import nn
 
 from mlops_platform.lib.preprocessing import FeatureEncoder
 from mlops_platform.lib.tabular_net import TabularNet
-
-
-@dataclass(frozen=True)
-class TrainingParams:
-    hidden: list[int] = field(default_factory=lambda: [64, 32])
-    dropout: float = 0.1
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    epochs: int = 30
-    batch_size: int = 256
-    patience: int = 4
-    seed: int = 0
-    # "none": plain log loss, imbalance handled by the decision threshold chosen on
-    # validation (probabilities stay calibrated). "balanced": positives weighted n_neg/n_pos.
-    class_weighting: Literal["none", "balanced"] = "none"
+from mlops_platform.lib.training_params import TrainingParams
 
 
 @dataclass
@@ -76,7 +61,7 @@ def train_model(
     device = device or choose_device()
     seed_everything(params.seed)
     encoder = FeatureEncoder.fit(train, numeric, categorical)
-    net = TabularNet(encoder, params.hidden, params.dropout).to(device)
+    net = TabularNet(encoder, params.hidden_sizes, params.dropout).to(device)
     x_num, x_cat, y = _tensors(train, encoder, device)
     v_num, v_cat, v_y = _tensors(validation, encoder, device)
     positives = float(y.sum().item())

@@ -9,6 +9,7 @@ from pydantic import Field
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.model_ref import ModelRef
 from mlops_platform.lib.batches import content_hash
+from mlops_platform.lib.training_params import DEFAULT_HIDDEN_SIZES, TrainingParams
 from mlops_platform.resources.mlflow import MlflowTracking, code_version
 from mlops_platform.settings import Settings
 
@@ -16,17 +17,17 @@ GROUP = "training"
 
 
 class TrainingConfig(dg.Config):
-    """Hyperparameters; change them per run from the launchpad or run config."""
+    """Hyperparameters (`lib.training.TrainingParams`), settable per run from the launchpad."""
 
-    hidden_sizes: list[int] = Field(default_factory=lambda: [64, 32])
-    dropout: float = 0.1
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    epochs: int = 30
-    batch_size: int = 256
-    patience: int = 4
-    seed: int = 0
-    class_weighting: Literal["none", "balanced"] = "none"
+    hidden_sizes: list[int] = Field(default_factory=lambda: list(DEFAULT_HIDDEN_SIZES))
+    dropout: float = TrainingParams.dropout
+    learning_rate: float = TrainingParams.learning_rate
+    weight_decay: float = TrainingParams.weight_decay
+    epochs: int = TrainingParams.epochs
+    batch_size: int = TrainingParams.batch_size
+    patience: int = TrainingParams.patience
+    seed: int = TrainingParams.seed
+    class_weighting: Literal["none", "balanced"] = TrainingParams.class_weighting
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -53,22 +54,12 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
 
         from mlops_platform.lib.evaluation import choose_threshold
         from mlops_platform.lib.model_artifact import save_artifact
-        from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY, TorchScriptClassifier
-        from mlops_platform.lib.training import TrainingParams, choose_device, predict_proba, train_model
+        from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY, TorchScriptClassifier, pyfunc_requirements
+        from mlops_platform.lib.training import choose_device, predict_proba, train_model
 
         train = training_set[training_set["split"] == "train"]
         validation = training_set[training_set["split"] == "validation"]
-        params = TrainingParams(
-            hidden=config.hidden_sizes,
-            dropout=config.dropout,
-            learning_rate=config.learning_rate,
-            weight_decay=config.weight_decay,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            patience=config.patience,
-            seed=config.seed,
-            class_weighting=config.class_weighting,
-        )
+        params = TrainingParams(**config.model_dump(exclude={"device"}))
         data_version = content_hash(training_set)
         device = choose_device(config.device)
         tags = {
@@ -111,11 +102,15 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
                 folder / "model.pt",
             )
             mlflow_api.log_metrics({"best_epoch": outcome.best_epoch, "decision_threshold": threshold})
+            example = (
+                validation[spec.features.all].head(3).astype({n: "float64" for n in spec.features.numeric})
+            )
             logged = mlflow_api.pyfunc.log_model(
                 name="model",
                 python_model=TorchScriptClassifier(),
                 artifacts={ARTIFACT_KEY: str(artifact)},
-                input_example=validation[spec.features.all].head(3),
+                input_example=example,
+                pip_requirements=pyfunc_requirements(),
             )
             context.log.info(
                 f"trained on {device} for {len(outcome.history)} epochs (best {outcome.best_epoch}), "
