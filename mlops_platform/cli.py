@@ -46,7 +46,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 0
             ]
             print(f"  {table:<22} {rows:>8} rows")
+    _print_registry(settings)
     return 0
+
+
+def _print_registry(settings: Settings) -> None:
+    from mlflow import MlflowClient
+
+    name = settings.load_spec().registered_model_name
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    versions = client.search_model_versions(f"name='{name}'") if client.search_registered_models() else []
+    print(f"registered model {name}: {len(versions)} version(s)")
+    for found in sorted(versions, key=lambda v: int(v.version)):
+        v = client.get_model_version(name, found.version)  # search results carry no aliases
+        aliases = ", ".join(v.aliases) or "-"
+        print(f"  v{v.version:<4} aliases {aliases:<22} roc_auc {v.tags.get('metric.roc_auc', '?')}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

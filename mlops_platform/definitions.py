@@ -67,6 +67,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_weekly_retrain_schedule(retrain_model),
         ],
         resources={
+            # Models refs and reports pickled under MLOPS_HOME: the volume every run pod mounts.
+            "io_manager": dg.FilesystemIOManager(base_dir=str(settings.home / "dagster_io")),
             "warehouse_io_manager": WarehouseIOManager(
                 warehouse_path=str(settings.warehouse_path), lake_dir=str(settings.lake_dir)
             ),

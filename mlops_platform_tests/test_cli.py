@@ -62,6 +62,7 @@ def test_simulate_validate_and_materialize_the_whole_graph_from_the_cli(cli_env,
 
     status = _run(["mlops", "status"], cli_env)
     assert "landing files    4" in status.stdout and "training_set" in status.stdout
+    assert "aliases challenger" in status.stdout
 
 
 def test_the_cli_refuses_bad_arguments_with_a_message(cli_env, adult_settings):
