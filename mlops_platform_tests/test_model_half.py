@@ -152,6 +152,10 @@ def test_a_challenger_worse_than_the_champion_is_not_registered(landed_home, tmp
     settings = _settings(landed_home, tmp_path)
     name = settings.load_spec().registered_model_name
     assert _retrain(settings, instance).success
+    # a registered model without a champion yet: nothing to regress from
+    second = _retrain(settings, instance, {"seed": 5})
+    assert second.success
+    assert checks(second)["no_regression_vs_champion"].description.startswith("no champion yet")
     client = _client(settings)
     client.set_registered_model_alias(name, "champion", "1")
 
@@ -160,10 +164,10 @@ def test_a_challenger_worse_than_the_champion_is_not_registered(landed_home, tmp
     assert not result.success
     regression = checks(result)["no_regression_vs_champion"]
     assert not regression.passed and "vs champion" in regression.description
-    assert [str(v.version) for v in client.search_model_versions(f"name='{name}'")] == ["1"]
+    assert sorted(str(v.version) for v in client.search_model_versions(f"name='{name}'")) == ["1", "2"]
 
-    # the same recipe as the champion does not regress: it is registered as v2
+    # the same recipe as the champion does not regress: it is registered as v3
     again = _retrain(settings, instance)
     assert again.success and checks(again)["no_regression_vs_champion"].passed
-    assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "3"
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"

@@ -19,6 +19,7 @@ import dagster as dg
 if TYPE_CHECKING:
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 
 def code_version() -> str:
@@ -55,6 +56,21 @@ class MlflowTracking(dg.ConfigurableResource):
 
         self._configure()
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def version_for_alias(self, name: str, alias: str) -> "ModelVersion | None":
+        """The version an alias points at, or None when the model or the alias does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        if alias not in model.aliases:
+            return None
+        return client.get_model_version(name, model.aliases[alias])
 
     def experiment_id(self) -> str:
         client = self.client()

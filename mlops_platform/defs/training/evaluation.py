@@ -142,17 +142,12 @@ def build_evaluation_asset(
     def no_regression_vs_champion(
         model_evaluation: dict, trained_model: ModelRef, training_set: pd.DataFrame, mlflow: MlflowTracking
     ) -> dg.AssetCheckResult:
-        from mlflow.exceptions import MlflowException
-
         from mlops_platform.lib.evaluation import classification_metrics
 
-        client = mlflow.client()
-        try:
-            champion = client.get_model_version_by_alias(spec.registered_model_name, CHAMPION)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
+        champion = mlflow.version_for_alias(spec.registered_model_name, CHAMPION)
+        if champion is None:
             return dg.AssetCheckResult(passed=True, description="no champion yet: nothing to regress from")
+        client = mlflow.client()
         if champion.run_id == trained_model.mlflow_run_id:
             return dg.AssetCheckResult(passed=True, description="this model is the champion")
         import mlflow as mlflow_api
