@@ -173,10 +173,6 @@ class DatasetSpec(_Strict):
     def registered_model_name(self) -> str:
         return self.model_name or f"{self.name}_classifier"
 
-    @property
-    def numeric_columns(self) -> list[str]:
-        return [name for name, col in self.columns.items() if col.is_numeric]
-
     @model_validator(mode="after")
     def _references_resolve(self) -> DatasetSpec:
         if not _IDENTIFIER.match(self.name):

@@ -22,10 +22,6 @@ class IngestedDay:
     quarantined: pd.DataFrame
     validation: BatchValidation
 
-    @property
-    def quarantine_fraction(self) -> float:
-        return len(self.quarantined) / self.landed if self.landed else 0.0
-
 
 def ingest_day(landing_dir: Path, spec: DatasetSpec, day: str) -> IngestedDay:
     """Read one landing file and run the spec's suites on it."""
