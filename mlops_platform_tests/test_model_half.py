@@ -8,6 +8,7 @@ import dagster as dg
 import mlflow
 import numpy as np
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from mlops_platform.definitions import build_definitions
@@ -82,6 +83,7 @@ def test_retraining_registers_a_challenger_with_its_evidence(landed_home, tmp_pa
     assert run.info.status == "FINISHED"  # the MLflow run ended with the step that opened it
     assert run.data.tags["dagster.run_id"] == result.run_id
     assert run.data.params["seed"] == "0"
+    assert run.data.params["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # recorded
     history = client.get_metric_history(version.run_id, "validation_loss")
     assert len(history) == int(run.data.metrics["best_epoch"]) + 4 or len(history) == 30
     for name in (

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from mlops_platform.lib.evaluation import choose_threshold, classification_metrics, expected_calibration_error
 from mlops_platform.lib.model_artifact import load_artifact, save_artifact
@@ -131,6 +132,17 @@ assert not any(name.startswith("mlops_platform") for name in sys.modules)
         check=True,
     )
     assert np.allclose(json.loads(done.stdout), expected[:5], atol=1e-6)
+
+
+def test_the_device_is_chosen_at_run_time():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert choose_device("auto").type == expected
+    assert choose_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            choose_device("cuda")
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        choose_device("tpu")
 
 
 def test_expected_calibration_error_and_threshold_by_hand():

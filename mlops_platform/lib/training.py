@@ -28,7 +28,11 @@ class TrainingOutcome:
 
 
 def choose_device(prefer: str = "auto") -> torch.device:
-    """CUDA when asked for or available (`auto`), else CPU."""
+    """`auto`: CUDA when available, else CPU. `cuda` fails clearly when there is no GPU."""
+    if prefer not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {prefer!r}")
+    if prefer == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but torch sees no CUDA device; use 'auto' or 'cpu'")
     if prefer == "cpu" or (prefer == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda")
