@@ -63,6 +63,21 @@ def _print_registry(settings: Settings) -> None:
         print(f"  v{v.version:<4} aliases {aliases:<22} roc_auc {v.tags.get('metric.roc_auc', '?')}")
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from mlops_platform.serving.server import run_server
+
+    run_server(
+        Settings.from_env(),
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        version=args.version,
+        alias=args.alias,
+        reset=args.reset,
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mlops_platform.demo import run_demo
 
@@ -90,6 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="shift a column: NUM=+15, NUM=-5, CAT=VALUE or CAT=VALUE:0.8 (repeatable)",
     )
     sim.set_defaults(func=_cmd_simulate_batches)
+
+    serve = sub.add_parser(
+        "serve", help="the model server and local canary gateway (KServe V1/V2 protocols, Prometheus metrics)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    which = serve.add_mutually_exclusive_group()
+    which.add_argument("--version", help="registry version to roll out at start")
+    which.add_argument("--alias", help="registry alias to roll out at start (default: champion, if any)")
+    serve.add_argument(
+        "--reset", action="store_true", help="drop the traffic state of the last run instead of resuming it"
+    )
+    serve.set_defaults(func=_cmd_serve)
 
     status = sub.add_parser("status", help="what has landed and what the warehouse holds")
     status.set_defaults(func=_cmd_status)

@@ -104,6 +104,16 @@ class Settings(BaseModel):
         return self.home / "models"
 
     @property
+    def serving_dir(self) -> Path:
+        """The model server's state: traffic split, admin token, model cache, worker reports."""
+        return self.home / "serving"
+
+    @property
+    def inference_log_dir(self) -> Path:
+        """Every prediction the server made, as JSON lines per day (`date=YYYY-MM-DD/`)."""
+        return self.home / "inference_log"
+
+    @property
     def dbt_target_dir(self) -> Path:
         """dbt's target folder (manifest, run results), kept out of the source tree."""
         return self.home / "dbt_target"

@@ -5,6 +5,8 @@ from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 
+from mlops_platform.feature_repo.store import open_store
+
 if TYPE_CHECKING:
     from feast import FeatureStore
 
@@ -21,23 +23,5 @@ class FeastResource(dg.ConfigurableResource):
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "127.0.0.1:6379"
 
-    def online_store_config(self) -> dict[str, str]:
-        if self.online_store == "redis":
-            return {"type": "redis", "connection_string": self.redis_url}
-        return {"type": "sqlite", "path": str(Path(self.repo_dir) / "online_store.db")}
-
     def store(self) -> "FeatureStore":
-        from feast import FeatureStore, RepoConfig
-
-        repo = Path(self.repo_dir)
-        repo.mkdir(parents=True, exist_ok=True)
-        config = RepoConfig(
-            project=self.project,
-            provider="local",
-            registry=str(repo / "registry.db"),
-            online_store=self.online_store_config(),
-            offline_store={"type": "file"},
-            repo_path=repo,
-            entity_key_serialization_version=3,
-        )
-        return FeatureStore(config=config)
+        return open_store(self.project, Path(self.repo_dir), self.online_store, self.redis_url)

@@ -2,6 +2,7 @@
 
 import hashlib
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -15,6 +16,7 @@ from mlops_platform.feature_repo.definitions import (
     feature_service_name,
     feature_view_name,
 )
+from mlops_platform.feature_repo.store import online_store_config
 from mlops_platform.resources.feast import FeastResource
 from mlops_platform.settings import Settings
 
@@ -58,7 +60,9 @@ def build_feature_store_asset(
                 "feature_service": dg.MetadataValue.text(feature_service_name(spec)),
                 "features": dg.MetadataValue.json(spec.features.all),
                 "entities_materialized": dg.MetadataValue.int(len(timestamps)),
-                "online_store": dg.MetadataValue.json(feast.online_store_config()),
+                "online_store": dg.MetadataValue.json(
+                    online_store_config(Path(feast.repo_dir), feast.online_store, feast.redis_url)
+                ),
                 "offline_source": dg.MetadataValue.path(str(path)),
                 "window": dg.MetadataValue.text(f"{start.isoformat()} .. {end.isoformat()}"),
             },

@@ -1,0 +1,92 @@
+"""The inference log: every prediction appended as one JSON line, off the request path.
+
+Requests only append an already-serialized line to an in-memory buffer; a writer thread
+flushes the buffer in batches (every `flush_seconds` or `batch_lines`), with an fsync, to
+`<dir>/date=YYYY-MM-DD/part-<pid>-<start>.jsonl` (the day of each record's timestamp).
+Memory is bounded: when `max_pending` lines wait, the request that adds one more writes the
+buffer itself (back-pressure instead of loss). `close()` flushes everything, so a clean
+stop loses nothing.
+
+Each line: request_id, timestamp (UTC, ISO 8601), model_name, model_version, role
+(stable/canary), protocol, row (index within the request), entity_id, inputs, probability,
+prediction.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+
+class InferenceLogWriter:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        flush_seconds: float = 0.5,
+        batch_lines: int = 2000,
+        max_pending: int = 100_000,
+    ) -> None:
+        self.directory = directory
+        self.flush_seconds = flush_seconds
+        self.batch_lines = batch_lines
+        self.max_pending = max_pending
+        self._pending: deque[tuple[str, bytes]] = deque()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._files: dict[str, object] = {}
+        self._part = f"part-{os.getpid()}-{time.time_ns()}.jsonl"
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
+        self._thread.start()
+
+    def append(self, day: str, line: bytes) -> None:
+        """Queue one serialized record (`line` ends without a newline)."""
+        self._pending.append((day, line))
+        pending = len(self._pending)
+        if pending >= self.max_pending:
+            self.flush()
+        elif pending >= self.batch_lines:
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._write_lock:
+            touched = set()
+            while self._pending:
+                day, line = self._pending.popleft()
+                handle = self._files.get(day) or self._open(day)
+                handle.write(line + b"\n")  # type: ignore[attr-defined]
+                touched.add(day)
+                self.written += 1
+            for day in touched:
+                handle = self._files[day]
+                handle.flush()  # type: ignore[attr-defined]
+                os.fsync(handle.fileno())  # type: ignore[attr-defined]
+
+    def _open(self, day: str) -> object:
+        folder = self.directory / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / self._part, "ab")  # noqa: SIM115 (kept open until close)
+        self._files[day] = handle
+        return handle
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            self.flush()
+
+    def close(self) -> None:
+        """Stop the writer thread and flush what is left; nothing queued is lost."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.flush()
+        with self._write_lock:
+            for handle in self._files.values():
+                handle.close()  # type: ignore[attr-defined]
+            self._files.clear()

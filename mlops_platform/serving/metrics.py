@@ -1,0 +1,103 @@
+"""Prometheus metrics per model version, shared by all server workers.
+
+Uses prometheus_client's multiprocess mode: `PROMETHEUS_MULTIPROC_DIR` must be set before
+prometheus_client is imported (the `mlops serve` launcher does it), and `/metrics` sums the
+workers' files. The canary analysis reads these same series, by `model_version`.
+
+| metric | labels | meaning |
+|---|---|---|
+| `mlops_requests_total` | model_name, model_version, protocol | requests routed to a version |
+| `mlops_request_errors_total` | model_name, model_version | of those, failed with a 5xx |
+| `mlops_request_latency_seconds` | model_name, model_version | histogram, validation to response |
+| `mlops_predictions_total` | model_name, model_version, bucket | rows scored, by probability bucket |
+| `mlops_invalid_requests_total` | status | requests refused before routing (4xx) |
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+PROBABILITY_EDGES = tuple(round(0.05 * i, 2) for i in range(1, 21))  # upper edges 0.05 .. 1.00
+BUCKET_LABELS = tuple(f"{edge:.2f}" for edge in PROBABILITY_EDGES)
+PROTOCOLS = ("v1", "v2")
+
+
+def probability_bucket(probability: float) -> int:
+    return min(bisect.bisect_left(PROBABILITY_EDGES, probability), len(PROBABILITY_EDGES) - 1)
+
+
+class ServerMetrics:
+    """The metric families; `for_version` pre-binds the children one version uses."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+
+        labels = ("model_name", "model_version")
+        self.requests = Counter("mlops_requests", "Requests routed to a model version", (*labels, "protocol"))
+        self.errors = Counter("mlops_request_errors", "Routed requests that failed with a 5xx", labels)
+        self.latency = Histogram(
+            "mlops_request_latency_seconds",
+            "Request latency per model version",
+            labels,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.predictions = Counter(
+            "mlops_predictions", "Rows scored, by upper edge of the probability bucket", (*labels, "bucket")
+        )
+        self.invalid = Counter("mlops_invalid_requests", "Requests refused before routing", ("status",))
+
+    def for_version(self, model_name: str, version: str) -> VersionInstruments:
+        return VersionInstruments(
+            requests={p: self.requests.labels(model_name, version, p) for p in PROTOCOLS},
+            errors=self.errors.labels(model_name, version),
+            latency=self.latency.labels(model_name, version),
+            buckets=[self.predictions.labels(model_name, version, b) for b in BUCKET_LABELS],
+        )
+
+    @staticmethod
+    def exposition() -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+@dataclass
+class VersionInstruments:
+    requests: dict[str, Any]
+    errors: Any
+    latency: Any
+    buckets: list[Any]
+
+    def observe_predictions(self, probabilities: np.ndarray) -> None:
+        if len(probabilities) == 1:
+            self.buckets[probability_bucket(float(probabilities[0]))].inc()
+            return
+        indices = np.minimum(
+            np.searchsorted(PROBABILITY_EDGES, probabilities, side="left"), len(PROBABILITY_EDGES) - 1
+        )
+        for bucket, count in enumerate(np.bincount(indices, minlength=len(PROBABILITY_EDGES))):
+            if count:
+                self.buckets[bucket].inc(int(count))

@@ -1,0 +1,115 @@
+"""Model revisions: registry versions fetched from MLflow and loaded for scoring.
+
+A revision is one registered version, loaded from its TorchScript file (network,
+preprocessing, vocabularies and threshold inside). Files are fetched once into a cache
+under the data directory and shared by every server worker; loading needs only torch.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mlops_platform.lib.model_artifact import ScoringModel, load_artifact
+from mlops_platform.lib.preprocessing import UNKNOWN_INDEX
+from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY
+from mlops_platform.serving.validation import FeatureBatch
+
+
+class RevisionError(RuntimeError):
+    """A version that cannot be served (missing from the registry, or not our artifact)."""
+
+
+def resolve_version(
+    tracking_uri: str, name: str, *, version: str | None = None, alias: str | None = None
+) -> str:
+    """The registry version for `version` or `alias`; raises RevisionError naming what is missing."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        if alias is not None:
+            return str(client.get_model_version_by_alias(name, alias).version)
+        return str(client.get_model_version(name, str(version)).version)
+    except MlflowException as exc:
+        wanted = f"alias {alias!r}" if alias is not None else f"version {version}"
+        raise RevisionError(f"registered model {name!r} has no {wanted}: {exc.message}") from None
+
+
+def fetch_artifact(tracking_uri: str, name: str, version: str, cache_dir: Path) -> Path:
+    """The TorchScript file of `name` version `version`, downloaded once into `cache_dir`."""
+    target = cache_dir / name / str(version) / "model.pt"
+    if target.exists():
+        return target
+    import mlflow
+
+    resolve_version(tracking_uri, name, version=version)
+    mlflow.set_registry_uri(tracking_uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=tracking_uri
+            )
+        )
+        flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"].get("python_function", {})
+        relative = flavor.get("artifacts", {}).get(ARTIFACT_KEY, {}).get("path")
+        if relative is None:
+            raise RevisionError(
+                f"{name} v{version} has no {ARTIFACT_KEY!r} artifact: it was not logged by trained_model"
+            )
+        staged = Path(tmp) / "model.pt"
+        shutil.copyfile(local / relative, staged)
+        staged.replace(target)  # atomic: another worker either sees the whole file or none
+    return target
+
+
+@dataclass
+class Revision:
+    """One loaded version: encodes validated rows and scores them."""
+
+    model_name: str
+    version: str
+    model: ScoringModel
+    lookups: list[dict[str, int]] = field(init=False)
+    instruments: Any = None  # the server's metric children for this version
+
+    def __post_init__(self) -> None:
+        self.lookups = [
+            {value: i + 1 for i, value in enumerate(vocabulary)}
+            for vocabulary in self.model.encoder.vocabularies
+        ]
+
+    @property
+    def threshold(self) -> float:
+        return self.model.threshold
+
+    def check_features(self, numeric: list[str], categorical: list[str]) -> None:
+        encoder = self.model.encoder
+        if encoder.numeric != numeric or encoder.categorical != categorical:
+            raise RevisionError(
+                f"{self.model_name} v{self.version} was trained on features "
+                f"{encoder.numeric + encoder.categorical}, but the dataset spec lists {numeric + categorical}"
+            )
+
+    def predict_proba(self, batch: FeatureBatch) -> np.ndarray:
+        import torch
+
+        indices = np.empty((batch.rows, len(self.lookups)), dtype=np.int64)
+        for j, (lookup, values) in enumerate(zip(self.lookups, batch.categorical, strict=True)):
+            indices[:, j] = [lookup.get(v, UNKNOWN_INDEX) for v in values]  # type: ignore[arg-type]
+        with torch.inference_mode():
+            return self.model.module.predict_proba(
+                torch.from_numpy(batch.numeric), torch.from_numpy(indices)
+            ).numpy()
+
+
+def load_revision(model_name: str, version: str, artifact: Path) -> Revision:
+    return Revision(model_name=model_name, version=str(version), model=load_artifact(artifact))

@@ -1,0 +1,269 @@
+"""Request validation against the dataset spec, for both KServe protocols.
+
+Every problem becomes an `InvalidRequest` naming the field (`instances[3].age`,
+`inputs[age].data[7]`) and what is wrong with it; the server answers it with a 4xx and
+never lets bad input reach the model. Validated rows come out as one `FeatureBatch`,
+whatever the protocol: numeric values as a float32 matrix (NaN = missing) and categorical
+values as strings (None = missing), both in the spec's feature order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mlops_platform.datasets.spec import ColumnSpec, DatasetSpec
+
+ENTITY_FIELD = "record_id"  # the Feast entity key: an instance may carry only this
+V2_NUMERIC_TYPES = frozenset(
+    {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64"}
+)
+
+
+class InvalidRequest(Exception):
+    """Bad input: `field` says where, the message says what; `status` is the HTTP code."""
+
+    def __init__(self, field: str, problem: str, status: int = 422) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+        self.status = status
+
+
+@dataclass
+class FeatureBatch:
+    """Validated rows, ready for a model's encoder."""
+
+    numeric: np.ndarray  # float32 [rows, numeric features]; NaN where missing
+    categorical: list[list[str | None]]  # one list per categorical feature, `rows` long
+    rows: int
+    entity_ids: list[str] | None = None  # set when the rows were read from the feature store
+
+    @staticmethod
+    def concat(batches: list[FeatureBatch]) -> FeatureBatch:
+        return FeatureBatch(
+            numeric=np.concatenate([b.numeric for b in batches]),
+            categorical=[
+                [v for b in batches for v in b.categorical[j]] for j in range(len(batches[0].categorical))
+            ],
+            rows=sum(b.rows for b in batches),
+        )
+
+    def inputs(self, numeric_names: list[str], categorical_names: list[str], row: int) -> dict[str, Any]:
+        """One row as a plain dict (for the inference log)."""
+        values: dict[str, Any] = {}
+        for j, name in enumerate(numeric_names):
+            value = float(self.numeric[row, j])
+            values[name] = None if math.isnan(value) else value
+        for j, name in enumerate(categorical_names):
+            values[name] = self.categorical[j][row]
+        return values
+
+
+class _Column:
+    """One feature's checks, precomputed from its spec."""
+
+    def __init__(self, name: str, spec: ColumnSpec) -> None:
+        self.name = name
+        self.nullable = spec.nullable
+        self.integer = spec.type == "integer"
+        self.low = spec.min
+        self.high = spec.max
+        self.domain = frozenset(spec.domain) if spec.domain is not None else None
+
+    def numeric(self, value: Any, field: str) -> float:
+        if value is None:
+            if self.nullable:
+                return math.nan
+            raise InvalidRequest(field, "is required and may not be null")
+        if type(value) is bool or not isinstance(value, int | float):
+            raise InvalidRequest(field, f"expected a number, got {type(value).__name__} {value!r}")
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidRequest(field, f"{value!r} is not a finite number")
+            if self.integer and not value.is_integer():
+                raise InvalidRequest(field, f"expected an integer, got {value!r}")
+        if self.low is not None and value < self.low:
+            raise InvalidRequest(field, f"{value!r} is below the minimum {self.low:g}")
+        if self.high is not None and value > self.high:
+            raise InvalidRequest(field, f"{value!r} is above the maximum {self.high:g}")
+        return float(value)
+
+    def categorical(self, value: Any, field: str) -> str | None:
+        if value is None:
+            if self.nullable:
+                return None
+            raise InvalidRequest(field, "is required and may not be null")
+        if not isinstance(value, str):
+            raise InvalidRequest(field, f"expected a string, got {type(value).__name__} {value!r}")
+        if self.domain is not None and value not in self.domain:
+            shown = ", ".join(sorted(self.domain)[:8]) + (", ..." if len(self.domain) > 8 else "")
+            raise InvalidRequest(field, f"{value!r} is not an allowed value ({shown})")
+        return value
+
+
+class RequestValidator:
+    """Checks V1 instances and V2 inputs against the spec's feature columns."""
+
+    def __init__(self, spec: DatasetSpec, max_rows: int) -> None:
+        self.numeric_names = list(spec.features.numeric)
+        self.categorical_names = list(spec.features.categorical)
+        self.names = [*self.numeric_names, *self.categorical_names]
+        self.max_rows = max_rows
+        self._numeric = [_Column(n, spec.columns[n]) for n in self.numeric_names]
+        self._categorical = [_Column(n, spec.columns[n]) for n in self.categorical_names]
+        self._known = frozenset(self.names)
+
+    def _check_rows(self, rows: int, field: str) -> None:
+        if rows == 0:
+            raise InvalidRequest(field, "is empty: send at least one row")
+        if rows > self.max_rows:
+            raise InvalidRequest(field, f"has {rows} rows; at most {self.max_rows} per request", status=413)
+
+    # -- V1: {"instances": [{feature: value, ...} | [values in feature order] | {"record_id": id}]}
+
+    def v1_instances(self, body: Any) -> list[Any]:
+        if not isinstance(body, dict):
+            raise InvalidRequest("body", 'expected a JSON object with "instances"', status=400)
+        instances = body.get("instances")
+        if not isinstance(instances, list):
+            raise InvalidRequest("instances", "is required and must be a list", status=400)
+        self._check_rows(len(instances), "instances")
+        return instances
+
+    @staticmethod
+    def entity_ids(instances: list[Any]) -> list[str] | None:
+        """The entity ids when every instance is `{"record_id": ...}`, else None."""
+        first = instances[0]
+        if not (isinstance(first, dict) and len(first) == 1 and ENTITY_FIELD in first):
+            return None
+        ids = []
+        for i, instance in enumerate(instances):
+            if not (isinstance(instance, dict) and len(instance) == 1 and ENTITY_FIELD in instance):
+                raise InvalidRequest(f"instances[{i}]", f"mixes {ENTITY_FIELD!r} lookups with feature values")
+            value = instance[ENTITY_FIELD]
+            if not isinstance(value, str) or not value:
+                raise InvalidRequest(f"instances[{i}].{ENTITY_FIELD}", "must be a non-empty string")
+            ids.append(value)
+        return ids
+
+    def v1_batch(self, instances: list[Any]) -> FeatureBatch:
+        numeric = np.empty((len(instances), len(self._numeric)), dtype=np.float32)
+        categorical: list[list[str | None]] = [[] for _ in self._categorical]
+        for i, instance in enumerate(instances):
+            if isinstance(instance, dict):
+                self._row_from_mapping(instance, i, numeric, categorical)
+            elif isinstance(instance, list):
+                if len(instance) != len(self.names):
+                    raise InvalidRequest(
+                        f"instances[{i}]",
+                        f"has {len(instance)} values; expected {len(self.names)} in this order: "
+                        + ", ".join(self.names),
+                    )
+                self._row_from_mapping(dict(zip(self.names, instance, strict=True)), i, numeric, categorical)
+            else:
+                raise InvalidRequest(f"instances[{i}]", "must be an object of feature values or a list")
+        return FeatureBatch(numeric=numeric, categorical=categorical, rows=len(instances))
+
+    def _row_from_mapping(
+        self, instance: dict, i: int, numeric: np.ndarray, categorical: list[list[str | None]]
+    ) -> None:
+        if len(instance) > len(self._known) or not self._known.issuperset(instance):
+            unknown = sorted(set(instance) - self._known)
+            if unknown:
+                raise InvalidRequest(f"instances[{i}].{unknown[0]}", "is not a feature of this model")
+        for j, column in enumerate(self._numeric):
+            value = instance.get(column.name)
+            if value is None and column.name not in instance and not column.nullable:
+                raise InvalidRequest(f"instances[{i}].{column.name}", "is missing")
+            numeric[i, j] = column.numeric(value, f"instances[{i}].{column.name}")
+        for j, column in enumerate(self._categorical):
+            value = instance.get(column.name)
+            if value is None and column.name not in instance and not column.nullable:
+                raise InvalidRequest(f"instances[{i}].{column.name}", "is missing")
+            categorical[j].append(column.categorical(value, f"instances[{i}].{column.name}"))
+
+    # -- V2 (open inference protocol): {"inputs": [{"name", "shape", "datatype", "data"}, ...]}
+
+    def v2_batch(self, body: Any) -> FeatureBatch:
+        if not isinstance(body, dict):
+            raise InvalidRequest("body", 'expected a JSON object with "inputs"', status=400)
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            raise InvalidRequest("inputs", "is required and must be a non-empty list of tensors", status=400)
+        tensors: dict[str, list] = {}
+        rows: int | None = None
+        for k, tensor in enumerate(inputs):
+            if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+                raise InvalidRequest(f"inputs[{k}]", 'must be an object with a "name"')
+            name = tensor["name"]
+            where = f"inputs[{name}]"
+            if name not in self._known:
+                raise InvalidRequest(where, "is not a feature of this model")
+            if name in tensors:
+                raise InvalidRequest(where, "is given twice")
+            data = tensor.get("data")
+            if not isinstance(data, list):
+                raise InvalidRequest(f"{where}.data", "is required and must be a list")
+            shape = tensor.get("shape")
+            if not (isinstance(shape, list) and shape and all(isinstance(s, int) for s in shape)):
+                raise InvalidRequest(f"{where}.shape", "is required: a list of integers such as [rows]")
+            if math.prod(shape) != len(data) or (len(shape) == 2 and shape[1] != 1) or len(shape) > 2:
+                raise InvalidRequest(
+                    f"{where}.shape", f"{shape} does not describe {len(data)} values in one column"
+                )
+            datatype = tensor.get("datatype")
+            numeric = name in self.numeric_names
+            if numeric and datatype not in V2_NUMERIC_TYPES:
+                raise InvalidRequest(
+                    f"{where}.datatype", f"{datatype!r}: a numeric feature needs INT* or FP*"
+                )
+            if not numeric and datatype != "BYTES":
+                raise InvalidRequest(f"{where}.datatype", f"{datatype!r}: a categorical feature needs BYTES")
+            if rows is not None and len(data) != rows:
+                raise InvalidRequest(f"{where}.data", f"has {len(data)} rows; other inputs have {rows}")
+            rows = len(data)
+            tensors[name] = data
+        missing = [n for n in self.names if n not in tensors]
+        if missing:
+            raise InvalidRequest(f"inputs[{missing[0]}]", "is missing")
+        assert rows is not None
+        self._check_rows(rows, "inputs")
+        numeric_matrix = np.empty((rows, len(self._numeric)), dtype=np.float32)
+        for j, column in enumerate(self._numeric):
+            numeric_matrix[:, j] = self._v2_numeric(column, tensors[column.name])
+        categorical = [
+            [
+                column.categorical(v, f"inputs[{column.name}].data[{i}]")
+                for i, v in enumerate(tensors[column.name])
+            ]
+            for column in self._categorical
+        ]
+        return FeatureBatch(numeric=numeric_matrix, categorical=categorical, rows=rows)
+
+    @staticmethod
+    def _v2_numeric(column: _Column, data: list) -> np.ndarray:
+        try:
+            values = np.asarray(data, dtype=np.float64)
+        except (TypeError, ValueError):
+            values = None
+        if values is None or values.ndim != 1 or any(type(v) is bool or isinstance(v, str) for v in data):
+            # Fall back to per-value checks for the precise message (strings, nested lists, ...).
+            return np.asarray(
+                [column.numeric(v, f"inputs[{column.name}].data[{i}]") for i, v in enumerate(data)]
+            )
+        finite = np.isfinite(values)
+        bad = np.isinf(values) if column.nullable else ~finite  # JSON null arrives as NaN
+        if column.integer:
+            bad |= finite & (values != np.round(values))
+        if column.low is not None:
+            bad |= values < column.low
+        if column.high is not None:
+            bad |= values > column.high
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            column.numeric(data[i], f"inputs[{column.name}].data[{i}]")  # raises with the reason
+        return values

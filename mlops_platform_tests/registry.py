@@ -1,0 +1,85 @@
+"""Real registered model versions for serving tests, without running the whole graph.
+
+Trains the real network on a slice of Adult (a few seconds), writes the real TorchScript
+artifact, logs it as the same pyfunc `trained_model` logs and registers it. `kind` makes
+deliberately broken versions: `failing` raises on every request, `slow` burns ~30 ms of CPU
+per request; both are still real TorchScript files served by the real server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.lib.model_artifact import save_artifact
+from mlops_platform.lib.training import train_model
+from mlops_platform.lib.training_params import TrainingParams
+from mlops_platform.settings import Settings
+
+
+class _Failing(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        return self.inner(numeric, categorical)
+
+    @torch.jit.export
+    def predict_proba(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("deliberately broken canary")
+
+
+class _Slow(_Failing):
+    @torch.jit.export
+    def predict_proba(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        x = torch.ones(256, 256)
+        for _ in range(24):
+            x = torch.tanh(x @ x / 256.0)
+        return torch.sigmoid(self.inner(numeric, categorical)) + x[0, 0] * 0.0
+
+
+def adult_rows(spec: DatasetSpec, rows: int, seed: int = 0) -> pd.DataFrame:
+    """`rows` records of the shipped Adult source with a 0/1 `label`."""
+    frame = pd.read_csv(spec.source.path).sample(n=rows, random_state=seed).reset_index(drop=True)
+    frame["label"] = (frame[spec.label.column] == spec.label.positive_class).astype(int)
+    return frame
+
+
+def register_version(settings: Settings, kind: str = "good", seed: int = 0, alias: str | None = None) -> str:
+    """Train, save, log and register one version; returns its version number."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY, TorchScriptClassifier
+
+    spec = settings.load_spec()
+    frame = adult_rows(spec, 1500, seed)
+    params = TrainingParams(hidden_sizes=[16], epochs=4, seed=seed)
+    outcome = train_model(
+        frame.iloc[:1200], frame.iloc[1200:], spec.features.numeric, spec.features.categorical, params
+    )
+    net = {"good": outcome.net, "failing": _Failing(outcome.net), "slow": _Slow(outcome.net)}[kind]
+    meta = {"threshold": 0.4, "dataset": spec.name, "features": spec.features.all, "kind": kind}
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+    experiment = client.get_experiment_by_name("serving-tests")
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment("serving-tests", Path(settings.artifact_root).as_uri())
+    )
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"serving-test-{kind}"):
+        artifact = save_artifact(net, outcome.encoder, meta, Path(settings.models_dir) / kind / f"{seed}.pt")
+        logged = mlflow.pyfunc.log_model(
+            name="model", python_model=TorchScriptClassifier(), artifacts={ARTIFACT_KEY: str(artifact)}
+        )
+    version = str(mlflow.register_model(logged.model_uri, spec.registered_model_name).version)
+    if alias:
+        client.set_registered_model_alias(spec.registered_model_name, alias, version)
+    return version
