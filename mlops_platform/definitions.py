@@ -10,6 +10,8 @@ import warnings
 
 import dagster as dg
 
+from mlops_platform.defs.deployment.canary import build_deploy_job
+from mlops_platform.defs.deployment.sensors import build_auto_deploy_sensor
 from mlops_platform.defs.features.dbt import build_dbt_assets, dbt_cli, prepared_dbt_project
 from mlops_platform.defs.features.feature_store import build_feature_store_asset
 from mlops_platform.defs.features.training_set import build_training_set_asset
@@ -24,6 +26,7 @@ from mlops_platform.defs.training.fairness import build_fairness_asset
 from mlops_platform.defs.training.trained_model import build_trained_model_asset
 from mlops_platform.resources.feast import FeastResource
 from mlops_platform.resources.mlflow import MlflowTracking
+from mlops_platform.resources.serving import LocalGateway, ServingBackend
 from mlops_platform.resources.warehouse import WarehouseIOManager
 from mlops_platform.settings import Settings
 
@@ -42,6 +45,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     model_evaluation, evaluation_gates = build_evaluation_asset(settings, spec)
     fairness_report, fairness_gate = build_fairness_asset(settings, spec)
     retrain_model = build_retrain_job()
+    deploy_model = build_deploy_job(spec)
     return dg.Definitions(
         assets=[
             build_ingestion_assets(settings, spec),
@@ -60,8 +64,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *evaluation_gates,
             fairness_gate,
         ],
-        jobs=[data_pipeline, retrain_model],
-        sensors=[build_new_data_sensor(settings, data_pipeline)],
+        jobs=[data_pipeline, retrain_model, deploy_model],
+        sensors=[build_new_data_sensor(settings, data_pipeline), build_auto_deploy_sensor(deploy_model)],
         schedules=[
             build_daily_ingestion_schedule(settings, data_pipeline),
             build_weekly_retrain_schedule(retrain_model),
@@ -82,8 +86,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "mlflow": MlflowTracking(
                 tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root, experiment=spec.name
             ),
+            "serving": serving_backend(settings),
         },
     )
+
+
+def serving_backend(settings: Settings) -> ServingBackend:
+    """The backend the deploy job drives, from `MLOPS_SERVING_BACKEND`."""
+    return LocalGateway(url=settings.serving_url, serving_dir=str(settings.serving_dir))
 
 
 @dg.definitions

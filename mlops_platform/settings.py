@@ -12,6 +12,8 @@ data directory, `MLOPS_HOME`, so nothing lands in whatever folder the user stand
 | `MLOPS_MLFLOW_TRACKING_URI` | `sqlite:///$MLOPS_HOME/mlflow/mlflow.db` | MLflow tracking + registry |
 | `MLOPS_MLFLOW_ARTIFACT_ROOT` | `$MLOPS_HOME/mlflow/artifacts` | where new experiments keep artifacts |
 | `MLOPS_DBT_EXECUTABLE` | `<venv>/dbt/bin/dbt`, else `dbt` on PATH | dbt, installed in its own environment |
+| `MLOPS_SERVING_BACKEND` | `local` | `local` (the `mlops serve` gateway) or `kserve` (an InferenceService) |
+| `MLOPS_SERVING_URL` | `http://127.0.0.1:8080` | the local gateway the deploy job drives |
 
 dbt lives in its own virtual environment (`make install` puts it in `.venv/dbt`): dagster-dbt
 then runs it as a subprocess without importing dbt-core, which keeps loading the code
@@ -51,6 +53,8 @@ class Settings(BaseModel):
     dbt_executable: str = Field(default_factory=default_dbt_executable)
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
+    serving_backend: Literal["local", "kserve"] = "local"
+    serving_url: str = "http://127.0.0.1:8080"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -65,6 +69,8 @@ class Settings(BaseModel):
             dbt_executable=env.get("MLOPS_DBT_EXECUTABLE") or default_dbt_executable(),
             mlflow_tracking_uri=env.get("MLOPS_MLFLOW_TRACKING_URI") or None,
             mlflow_artifact_root=env.get("MLOPS_MLFLOW_ARTIFACT_ROOT") or None,
+            serving_backend=env.get("MLOPS_SERVING_BACKEND", "local"),
+            serving_url=env.get("MLOPS_SERVING_URL", "http://127.0.0.1:8080"),
         )
 
     def load_spec(self) -> DatasetSpec:

@@ -1,0 +1,1 @@
+"""Deployment: the `deploy_model` job (canary rollout) and the sensor that starts it."""

@@ -1,0 +1,198 @@
+"""`deploy_model`: roll the `challenger` out behind a canary, analyse each step, promote or roll back."""
+
+import time
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.lib.canary_analysis import (
+    AnalysisPolicy,
+    Verdict,
+    VersionWindow,
+    compare,
+    has_enough_samples,
+    parse_metrics,
+)
+from mlops_platform.resources.mlflow import MlflowTracking
+from mlops_platform.resources.serving import ServingBackend
+
+DEPLOY_MODEL = "deploy_model"
+CHAMPION = "champion"
+
+
+class CanaryConfig(dg.Config):
+    """Steps, dwell and the analysis thresholds (see `lib/canary_analysis.py`)."""
+
+    alias: str = "challenger"
+    steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
+    dwell_seconds: float = 30.0
+    max_wait_seconds: float = 300.0  # per step: how long to wait for `min_samples` after the dwell
+    min_samples: int = 200
+    max_error_rate_increase: float = 0.02
+    max_latency_ratio: float = 1.5
+    latency_margin_ms: float = 2.0
+    max_prediction_psi: float = 0.25
+    prediction_alpha: float = 0.01
+
+    def policy(self) -> AnalysisPolicy:
+        return AnalysisPolicy(
+            min_samples=self.min_samples,
+            max_error_rate_increase=self.max_error_rate_increase,
+            max_latency_ratio=self.max_latency_ratio,
+            latency_margin_ms=self.latency_margin_ms,
+            max_prediction_psi=self.max_prediction_psi,
+            prediction_alpha=self.prediction_alpha,
+        )
+
+    def checked_steps(self) -> list[int]:
+        if not self.steps or self.steps[-1] != 100 or any(not 0 < s <= 100 for s in self.steps):
+            raise dg.Failure(f"steps {self.steps}: percents in (0, 100], the last one 100")
+        if self.steps != sorted(set(self.steps)):
+            raise dg.Failure(f"steps {self.steps}: must increase")
+        return self.steps
+
+
+def _steps_markdown(steps: list[dict]) -> str:
+    lines = [
+        "| step | canary % | canary req | stable req | errors canary / stable "
+        "| p95 ms canary / stable | PSI | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, step in enumerate(steps, start=1):
+        f = step.get("facts", {})
+        verdict = "pass" if step["passed"] else "FAIL: " + "; ".join(step["reasons"])
+        lines.append(
+            f"| {i} | {step['percent']} | {f.get('canary_requests', 0):.0f} "
+            f"| {f.get('stable_requests', 0):.0f} | "
+            f"{f.get('canary_error_rate', 0):.2%} / {f.get('stable_error_rate', 0):.2%} | "
+            f"{f.get('canary_p95_ms', float('nan')):.1f} / {f.get('stable_p95_ms', float('nan')):.1f} | "
+            f"{f.get('prediction_psi', 0):.3f} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def _window(
+    serving: ServingBackend, model_name: str, canary: str, stable: str, before: dict, config: CanaryConfig
+) -> tuple[VersionWindow, VersionWindow]:
+    """Dwell, then wait (up to `max_wait_seconds`) until both versions have `min_samples`."""
+    time.sleep(config.dwell_seconds)
+    deadline = time.monotonic() + config.max_wait_seconds
+    while True:
+        after = parse_metrics(serving.metrics_text(), model_name)
+        windows = {
+            v: after.get(v, VersionWindow()).minus(before.get(v, VersionWindow())) for v in (canary, stable)
+        }
+        if (
+            has_enough_samples(windows[canary], windows[stable], config.policy())
+            or time.monotonic() > deadline
+        ):
+            return windows[canary], windows[stable]
+        time.sleep(1.0)
+
+
+def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
+    @dg.op(
+        description=(
+            "Rolls the `challenger` version out behind a canary: for each step (default 10 → 50 → 100 %) "
+            "it sets the split on the serving backend, confirms it, waits the dwell time, and compares "
+            "canary with stable from the server's metrics (error rate, p95 latency, prediction "
+            "distribution, with a minimum sample). Promotes (alias `champion` moves) or rolls back "
+            "(0 %, `champion` unchanged); every step is recorded as metadata."
+        ),
+        tags={"kind": "deploy"},
+    )
+    def canary_rollout(
+        context: dg.OpExecutionContext, config: CanaryConfig, serving: ServingBackend, mlflow: MlflowTracking
+    ) -> dg.Output[dict]:
+        name = spec.registered_model_name
+        steps = config.checked_steps()
+        challenger = mlflow.version_for_alias(name, config.alias)
+        if challenger is None:
+            raise dg.Failure(
+                f"{name} has no {config.alias!r} alias: register a version first (retrain_model)"
+            )
+        version = str(challenger.version)
+        client = mlflow.client()
+        current = serving.status()
+        stable = current.rolled_out_version
+        context.log.info(
+            f"{serving.describe()}: serving {current.shares() or 'nothing'}; rolling out v{version}"
+        )
+        record: list[dict] = []
+
+        def finish(outcome: str, reason: str) -> dg.Output[dict]:
+            client.set_model_version_tag(name, version, "deployment.status", outcome)
+            client.set_model_version_tag(name, version, "deployment.reason", reason[:5000])
+            result = {
+                "version": version,
+                "previous": stable,
+                "outcome": outcome,
+                "reason": reason,
+                "steps": record,
+            }
+            return dg.Output(
+                result,
+                metadata={
+                    "outcome": dg.MetadataValue.text(outcome),
+                    "version": dg.MetadataValue.text(version),
+                    "previous_version": dg.MetadataValue.text(stable or "-"),
+                    "reason": dg.MetadataValue.text(reason),
+                    "backend": dg.MetadataValue.text(serving.describe()),
+                    "steps": dg.MetadataValue.md(_steps_markdown(record)),
+                    "traffic": dg.MetadataValue.json(serving.status().shares()),
+                },
+            )
+
+        if stable == version:
+            return finish("already_rolled_out", f"v{version} already takes all traffic")
+        if stable is None:
+            serving.set_traffic(version, 100)
+            client.set_registered_model_alias(name, CHAMPION, version)
+            record.append({"percent": 100, "passed": True, "reasons": [], "facts": {}})
+            return finish("promoted", "first rollout: no stable version to compare with, so no canary")
+
+        for percent in steps:
+            if percent == 100:
+                break
+            before = parse_metrics(serving.metrics_text(), name)
+            status = serving.set_traffic(version, percent)
+            context.log.info(
+                f"step {percent} %: confirmed {status.shares()}; dwelling {config.dwell_seconds:.0f} s"
+            )
+            canary_window, stable_window = _window(serving, name, version, stable, before, config)
+            verdict: Verdict = compare(canary_window, stable_window, config.policy())
+            record.append({"percent": percent, **verdict.as_dict()})
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key="registered_model_version",
+                    metadata={
+                        "canary_step_percent": percent,
+                        "canary_version": version,
+                        "canary_passed": verdict.passed,
+                        **{f"canary_{k}": v for k, v in verdict.facts.items()},
+                    },
+                )
+            )
+            if not verdict.passed:
+                serving.set_traffic(version, 0)
+                reason = f"rolled back at {percent} %: " + "; ".join(verdict.reasons)
+                context.log.warning(reason)
+                output = finish("rolled_back", reason)
+                raise dg.Failure(description=reason, metadata=output.metadata)
+            context.log.info(f"step {percent} % passed: {verdict.facts}")
+        serving.set_traffic(version, 100)
+        record.append({"percent": 100, "passed": True, "reasons": [], "facts": {}})
+        client.set_registered_model_alias(name, CHAMPION, version)
+        context.log.info(f"promoted v{version}: alias {CHAMPION} moved from v{stable}")
+        return finish("promoted", f"passed every step; v{stable} retired")
+
+    @dg.job(
+        name=DEPLOY_MODEL,
+        description="Canary rollout of the `challenger` to `champion`, with automatic analysis and rollback.",
+        tags={"mlops/pipeline": "deploy"},
+    )
+    def deploy_model() -> None:
+        canary_rollout()
+
+    return deploy_model

@@ -1,0 +1,143 @@
+"""Serving backends: where the `canary_rollout` op shifts traffic and reads metrics.
+
+Both speak KServe's canary semantics (`mlops_platform.serving.traffic`): ask for a version at
+a canary percent, and confirm that every replica serves the new split before analysing it.
+
+- `LocalGateway` (embedded default): the `mlops serve` gateway's admin API.
+- `KServeInferenceService` (scale-out): an InferenceService on Kubernetes
+  (`mlops_platform.resources.kserve`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+
+@dataclass(frozen=True)
+class TrafficStatus:
+    """The split a backend reports; `confirmed` once every replica serves it."""
+
+    rolled_out_version: str | None
+    latest_version: str | None
+    canary_percent: int
+    confirmed: bool
+
+    @property
+    def canary_version(self) -> str | None:
+        return self.latest_version if self.latest_version != self.rolled_out_version else None
+
+    def shares(self) -> dict[str, int]:
+        if self.rolled_out_version is None:
+            return {}
+        if self.canary_version is None:
+            return {self.rolled_out_version: 100}
+        return {self.rolled_out_version: 100 - self.canary_percent, self.canary_version: self.canary_percent}
+
+
+class ServingUnavailable(RuntimeError):
+    """The backend cannot be reached or refused the change; the message says what to do."""
+
+
+class ServingBackend(dg.ConfigurableResource):
+    """What the deploy op needs from a serving backend."""
+
+    confirm_timeout_seconds: float = 120.0
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def status(self) -> TrafficStatus:
+        raise NotImplementedError
+
+    def request_traffic(self, version: str, canary_percent: int) -> None:
+        """Ask for `version` at `canary_percent` (KServe semantics); returns without waiting."""
+        raise NotImplementedError
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition with the model server's `mlops_*` series."""
+        raise NotImplementedError
+
+    def set_traffic(self, version: str, canary_percent: int) -> TrafficStatus:
+        """Apply a split and wait until every replica serves it."""
+        self.request_traffic(version, canary_percent)
+        deadline = time.monotonic() + self.confirm_timeout_seconds
+        expected_percent = 100 if canary_percent == 100 else canary_percent
+        while True:
+            status = self.status()
+            if (
+                status.confirmed
+                and status.latest_version == str(version)
+                and (status.canary_percent == expected_percent or status.canary_version is None)
+            ):
+                return status
+            if time.monotonic() > deadline:
+                raise ServingUnavailable(
+                    f"{self.describe()}: v{version} at {canary_percent} % not confirmed after "
+                    f"{self.confirm_timeout_seconds:.0f} s; last status {status}"
+                )
+            time.sleep(0.25)
+
+
+class LocalGateway(ServingBackend):
+    """The local gateway started by `mlops serve`, through its token-protected admin API."""
+
+    url: str = "http://127.0.0.1:8080"
+    serving_dir: str  # where `mlops serve` keeps its admin token (when admin_token is unset)
+    admin_token: str | None = None
+
+    def describe(self) -> str:
+        return f"local gateway {self.url}"
+
+    def _token(self) -> str:
+        if self.admin_token:
+            return self.admin_token
+        path = Path(self.serving_dir) / "admin_token"
+        if not path.exists():
+            raise ServingUnavailable(f"no admin token at {path}: start the gateway with `mlops serve`")
+        return path.read_text().strip()
+
+    def _call(self, method: str, path: str, body: dict | None = None, admin: bool = True) -> bytes:
+        headers = {"Content-Type": "application/json"}
+        if admin:
+            headers["Authorization"] = f"Bearer {self._token()}"
+        request = urllib.request.Request(
+            self.url.rstrip("/") + path,
+            data=None if body is None else json.dumps(body).encode(),
+            headers=headers,
+            method=method,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise ServingUnavailable(
+                f"{self.describe()} answered {exc.code} to {method} {path}: {detail}"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ServingUnavailable(
+                f"{self.describe()} does not answer ({exc}): start it with `mlops serve --port <port>`"
+            ) from None
+
+    def status(self) -> TrafficStatus:
+        report = json.loads(self._call("GET", "/admin/traffic"))
+        spec = report["spec"] or {}
+        return TrafficStatus(
+            rolled_out_version=spec.get("rolled_out_version"),
+            latest_version=spec.get("latest_version"),
+            canary_percent=int(spec.get("canary_percent", 100)),
+            confirmed=bool(report["status"]["applied"]),
+        )
+
+    def request_traffic(self, version: str, canary_percent: int) -> None:
+        self._call("PUT", "/admin/traffic", {"version": str(version), "canary_percent": int(canary_percent)})
+
+    def metrics_text(self) -> str:
+        return self._call("GET", "/metrics", admin=False).decode()
