@@ -2,28 +2,32 @@
 
 Every server runs the same TorchScript model with 2 workers on loopback and answers single-row
 requests under concurrency, driven by `wrk -t2 -c32 --latency` (a Lua script POSTs one real
-Adult row). Measured per server: requests/s, p50/p90/p99 latency, non-2xx and socket errors,
-and the CPU seconds its whole process group used during the run (per 1,000 requests).
+Adult row) after a short warm-up run. Measured per server: requests/s, p50/p90/p99 latency,
+non-2xx and socket errors, and the CPU seconds its whole process group used during the run
+(also per 1,000 requests). wrk shares the machine's cores with the server.
 
 - ours: `mlops serve --workers 2` with everything on: request validation against the dataset
   spec, a canary split (version A rolled out, then `PUT /admin/traffic` sends 10 % to version
   B), Prometheus metrics and the inference log. After the run the benchmark checks that the
   inference log grew by about the number of requests and that /metrics counts both versions.
-- mlflow: `mlflow models serve --env-manager local --workers 2` (`/invocations`, pandas).
-- kserve: KServe's own Python `ModelServer` (benchmarks/peers/kserve_server.py), at its
-  defaults: a latency log line per request, gRPC on, REST bound to 0.0.0.0.
-- fastapi: a bare FastAPI route with no validation, metrics or logging (a ceiling reference).
+- kserve: KServe's own Python `ModelServer` (benchmarks/peers/kserve_server.py) at its
+  defaults: a few log lines per request, gRPC on, REST bound to 0.0.0.0 (KServe 0.21 has no
+  option for another address; the benchmark sends traffic to 127.0.0.1 only).
+- fastapi: one bare FastAPI route, no validation, metrics or logging (benchmarks/peers/).
+- mlflow: `mlflow models serve --env-manager local --workers 2` (`/invocations`, pandas);
+  slow, so its run is capped by `--mlflow-duration`.
 
 The batch path is timed in-process: `ScoringModel.predict_proba` over a 1,000,000-row frame
-in 65,536- and 1,000-row batches, and the server's V2 path (JSON body -> `RequestValidator.v2_batch`
--> `Revision.predict_proba`) at 10,000 rows a request.
+(Adult resampled) in 65,536-, 8,192- and 1,000-row batches, its parts, and the server's V2 path
+(JSON body -> `RequestValidator.v2_batch` -> `Revision.predict_proba`) at 10,000 rows a request.
 
 The model versions come from the registry under `--home` (default: a fresh temporary data
-directory); when it holds fewer than two versions, two small networks are trained on Adult
-and registered first (about a minute). Results go to benchmarks/results/serving.json and a
-Markdown table to stdout.
+directory); when it holds fewer than two versions, small networks are trained on Adult and
+registered first (seconds). Results go to benchmarks/results/serving.json, and a Markdown
+table to stdout. Measure on an otherwise idle machine: the JSON records the load average
+before each run.
 
-    .venv/bin/python benchmarks/serving.py [--duration 20] [--skip mlflow] [--home DIR]
+    .venv/bin/python benchmarks/serving.py [--duration 20] [--skip mlflow] [--home DIR] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -40,15 +44,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from mlops_platform.datasets.spec import shipped_spec_path
+from mlops_platform.serving.revisions import fetch_artifact
 from mlops_platform.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -179,12 +184,27 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}; see {self.log_path}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
             time.sleep(0.25)
         raise TimeoutError(f"{url} not ready after {timeout:.0f} s; see {self.log_path}")
+
+    def pids(self) -> set[int]:
+        return {process.pid for process in self.group()}
+
+    def wait_settled(self, quiet: float = 6.0, timeout: float = 120.0) -> None:
+        """Wait until the group's processes stay the same for `quiet` seconds (workers started,
+        none being replaced: KServe kills and respawns a worker that does not answer its ping)."""
+        deadline = time.monotonic() + timeout
+        seen, since = self.pids(), time.monotonic()
+        while time.monotonic() - since < quiet:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker processes kept changing for {timeout:.0f} s; see {self.log_path}")
+            time.sleep(0.5)
+            now = self.pids()
+            if now != seen:
+                seen, since = now, time.monotonic()
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM to the group (clean shutdown flushes logs), SIGKILL whatever is left after `timeout`."""
@@ -270,34 +290,45 @@ def wrk(url: str, script: Path, seconds: int, args: argparse.Namespace) -> dict[
     return parse_wrk(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
 
-def measure(server: Server, url: str, script: Path, seconds: int, args: argparse.Namespace) -> dict[str, Any]:
-    """A short warm-up run, then the measured run with the group's CPU time around it."""
-    wrk(url, script, args.warmup, args)
+def measure(
+    server: Server, url: str, script: Path, seconds: int, args: argparse.Namespace, warm: bool = True
+) -> dict[str, Any]:
+    """The measured wrk run (after a warm-up run unless `warm` is False), with the CPU time the
+    server's process group used during it."""
+    warmup = wrk(url, script, args.warmup, args)["requests"] if warm else 0
+    pids, load = server.pids(), os.getloadavg()[0]
     before = server.cpu_seconds()
     result = wrk(url, script, seconds, args)
     cpu = server.cpu_seconds() - before
+    replaced = len(pids - server.pids())
     result.update(
+        requests_per_s=round(result["requests_per_s"], 1),
         cpu_seconds=round(cpu, 2),
         cpu_ms_per_1k_requests=round(1e6 * cpu / max(result["requests"], 1), 1),
-        duration_s=seconds,
         workers=2,
-        requests_per_s=round(result["requests_per_s"], 1),
+        duration_s=seconds,
+        warmup_requests=warmup,
+        load_average_1m_before=round(load, 2),
+        processes_replaced_during_run=replaced,  # their CPU time is missing from cpu_seconds
     )
     return result
 
 
-# -- the servers
-
-
-def bench_ours(settings: Settings, versions: list[str], lua: Path, args: argparse.Namespace) -> dict[str, Any]:
+def bench_ours(
+    settings: Settings, versions: list[str], lua: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     name = settings.load_spec().registered_model_name
     stable, canary = versions[-2], versions[-1]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MLOPS_HOME": str(settings.home), "MLOPS_DATASET_SPEC": str(settings.dataset_spec_path)}
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(settings.home),
+        "MLOPS_DATASET_SPEC": str(settings.dataset_spec_path),
+    }
     command = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
     command += ["--version", stable, "--reset"]
-    with started(command, env, args.scratch / "ours.log") as server:
+    with started(command, env, args.logs / "ours.log") as server:
         server.wait_ready(f"{base}/v2/health/ready")
         token = (settings.serving_dir / "admin_token").read_text().strip()
         http("PUT", f"{base}/admin/traffic", {"version": canary, "canary_percent": 10}, token)
@@ -309,50 +340,49 @@ def bench_ours(settings: Settings, versions: list[str], lua: Path, args: argpars
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the canary split was not applied by both workers: {report}")
             time.sleep(0.2)
+        server.wait_settled()
         url = f"{base}/v1/models/{name}:predict"
-        wrk(url, lua, args.warmup, args)
-        time.sleep(1.5)  # the log writer flushes every 0.5 s
+        warmup = wrk(url, lua, args.warmup, args)["requests"]
+        time.sleep(1.5)  # the inference log's writer flushes every 0.5 s
         logged_before = count_lines(settings.inference_log_dir)
-        before = server.cpu_seconds()
-        result = wrk(url, lua, args.duration, args)
-        cpu = server.cpu_seconds() - before
+        result = measure(server, url, lua, args.duration, args, warm=False)
+        result["warmup_requests"] = warmup
         metrics = http("GET", f"{base}/metrics")
-        split = report["status"]["traffic"]
     logged = count_lines(settings.inference_log_dir) - logged_before  # after a clean stop: all flushed
     per_version = requests_per_version(metrics, name)
     result.update(
-        cpu_seconds=round(cpu, 2),
-        cpu_ms_per_1k_requests=round(1e6 * cpu / max(result["requests"], 1), 1),
-        duration_s=args.duration,
-        workers=2,
-        requests_per_s=round(result["requests_per_s"], 1),
-        traffic_split=split,
+        traffic_split=report["status"]["traffic"],
         inference_log_records_during_run=logged,
         inference_log_matches_requests=abs(logged - result["requests"]) <= args.connections,
         metrics_requests_per_version=per_version,
+        metrics_canary_share=round(per_version.get(canary, 0) / max(sum(per_version.values()), 1), 3),
         metrics_show_both_versions=all(per_version.get(v, 0) > 0 for v in (stable, canary)),
         notes=(
             f"mlops serve --workers 2 on 127.0.0.1: validation, canary split (v{stable} 90 % / v{canary} "
-            "10 % via PUT /admin/traffic), Prometheus metrics and inference log all on; "
-            "metrics counts include the warm-up"
+            "10 % set by PUT /admin/traffic), Prometheus metrics and inference log all on; the log "
+            "record count is over the measured run (wrk counts only completed responses, so up to "
+            "`connections` more may be logged); the metrics counts include the warm-up"
         ),
     )
     return result
 
 
 def count_lines(folder: Path) -> int:
-    total = 0
-    for path in folder.rglob("*.jsonl"):
-        with open(path, "rb") as handle:
-            total += sum(chunk.count(b"\n") for chunk in iter(lambda h=handle: h.read(1 << 20), b""))
-    return total
+    return sum(count_file_lines(path) for path in folder.rglob("*.jsonl"))
+
+
+def count_file_lines(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
 def requests_per_version(metrics: str, name: str) -> dict[str, int]:
+    """`mlops_requests_total` summed over protocols, per model version."""
     counts: dict[str, int] = {}
-    pattern = rf'^mlops_requests_total{{(?=[^}}]*model_name="{re.escape(name)}")[^}}]*model_version="([^"]+)"'
-    for found in re.finditer(pattern + r"[^}]*}\s+([\d.e+]+)$", metrics, re.MULTILINE):
-        counts[found.group(1)] = counts.get(found.group(1), 0) + int(float(found.group(2)))
+    for line in metrics.splitlines():
+        if line.startswith("mlops_requests_total{") and f'model_name="{name}"' in line:
+            version = re.search(r'model_version="([^"]+)"', line).group(1)  # type: ignore[union-attr]
+            counts[version] = counts.get(version, 0) + int(float(line.rsplit(" ", 1)[1]))
     return counts
 
 
@@ -361,33 +391,39 @@ def bench_kserve(name: str, artifact: Path, lua: Path, args: argparse.Namespace)
     command = [sys.executable, str(PEERS / "kserve_server.py"), "--model_path", str(artifact)]
     command += ["--model_name", name, "--http_port", str(port), "--grpc_port", str(free_port())]
     command += ["--workers", "2"]
-    log_path = args.scratch / "kserve.log"
+    log_path = args.logs / "kserve.log"
     with started(command, dict(os.environ), log_path) as server:
         server.wait_ready(f"http://127.0.0.1:{port}/v2/health/ready")
+        server.wait_settled()
         lines_before = count_file_lines(log_path)
-        result = measure(server, f"http://127.0.0.1:{port}/v1/models/{name}:predict", lua, args.duration, args)
-    log_lines = count_file_lines(log_path) - lines_before
-    result["log_lines_per_request"] = round(log_lines / max(result["requests"], 1), 2)
+        result = measure(
+            server, f"http://127.0.0.1:{port}/v1/models/{name}:predict", lua, args.duration, args
+        )
+    served = result["warmup_requests"] + result["requests"]
+    result["log_lines_per_request"] = round((count_file_lines(log_path) - lines_before) / max(served, 1), 2)
+    result["binds"] = "0.0.0.0 (REST and gRPC; KServe 0.21 has no option for another address)"
     result["notes"] = (
-        "kserve 0.21 ModelServer(workers=2), KServe defaults: REST binds 0.0.0.0 (no option for another "
-        "address; traffic sent to 127.0.0.1 only), gRPC server on, "
-        f"{result['log_lines_per_request']} log lines per request (counted over warm-up and run) to a file"
+        "KServe 0.21 ModelServer(workers=2) at its defaults: REST binds 0.0.0.0 (traffic sent to "
+        f"127.0.0.1 only), gRPC server on, {result['log_lines_per_request']} log lines per request "
+        "(access log, latency line, 2 trace lines) written to a file"
     )
     return result
-
-
-def count_file_lines(path: Path) -> int:
-    with open(path, "rb") as handle:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
 def bench_fastapi(name: str, artifact: Path, lua: Path, args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     command = [sys.executable, str(PEERS / "fastapi_server.py"), "--port", str(port), "--workers", "2"]
-    with started(command, {**os.environ, "MODEL_PATH": str(artifact)}, args.scratch / "fastapi.log") as server:
+    with started(command, {**os.environ, "MODEL_PATH": str(artifact)}, args.logs / "fastapi.log") as server:
         server.wait_ready(f"http://127.0.0.1:{port}/ready")
-        result = measure(server, f"http://127.0.0.1:{port}/v1/models/{name}:predict", lua, args.duration, args)
-    result["notes"] = "one FastAPI route, uvicorn --workers 2 on 127.0.0.1: no validation, metrics or logging"
+        server.wait_settled()
+        result = measure(
+            server, f"http://127.0.0.1:{port}/v1/models/{name}:predict", lua, args.duration, args
+        )
+    result["notes"] = (
+        "one FastAPI route (orjson in and out), uvicorn --workers 2 on 127.0.0.1: no validation, "
+        "metrics or logging; `mlops serve` answers inference below FastAPI's routing (bare ASGI), "
+        "so this is a reference for FastAPI's own cost, not a ceiling for ours"
+    )
     return result
 
 
@@ -402,8 +438,9 @@ def bench_mlflow(settings: Settings, version: str, lua: Path, args: argparse.Nam
     }
     command = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{name}/{version}"]
     command += ["--env-manager", "local", "--workers", "2", "-h", "127.0.0.1", "-p", str(port)]
-    with started(command, env, args.scratch / "mlflow.log") as server:
+    with started(command, env, args.logs / "mlflow.log") as server:
         server.wait_ready(f"http://127.0.0.1:{port}/ping")
+        server.wait_settled()
         result = measure(server, f"http://127.0.0.1:{port}/invocations", lua, seconds, args)
     result["notes"] = (
         f"mlflow models serve --env-manager local --workers 2 on 127.0.0.1 ({seconds} s run: it is slow)"
@@ -432,53 +469,52 @@ def batch_path(settings: Settings, artifact: Path, rows: int = 1_000_000) -> dic
     encoder = model.encoder
     model.predict_proba(frame.iloc[:65_536])  # warm the TorchScript executor
 
-    def rows_per_s(batch: int, step: Any) -> float:
+    def rows_per_s(batch: int, step: Any) -> int:
         started_at = time.perf_counter()
         for start in range(0, rows, batch):
             step(frame.iloc[start : start + batch])
         return round(rows / (time.perf_counter() - started_at))
 
-    result: dict[str, Any] = {"rows": rows, "torch_threads": torch.get_num_threads()}
-    for batch in (65_536, 1_000):
-        result[f"scoring_model_rows_per_s_batch_{batch}"] = rows_per_s(batch, model.predict_proba)
-    numeric = [torch.from_numpy(encoder.numeric_array(frame.iloc[s : s + 65_536])) for s in range(0, rows, 65_536)]
-    categorical = [
-        torch.from_numpy(encoder.category_indices(frame.iloc[s : s + 65_536])) for s in range(0, rows, 65_536)
-    ]
-    with torch.no_grad():
+    def module(part: pd.DataFrame) -> None:
+        numeric = torch.from_numpy(encoder.numeric_array(part))
+        categorical = torch.from_numpy(encoder.category_indices(part))
         started_at = time.perf_counter()
-        for n, c in zip(numeric, categorical, strict=True):
-            model.module.predict_proba(n, c)
-        module_seconds = time.perf_counter() - started_at
-    result["breakdown_batch_65536_rows_per_s"] = {
+        with torch.no_grad():
+            model.module.predict_proba(numeric, categorical)
+        module_seconds.append(time.perf_counter() - started_at)
+
+    module_seconds: list[float] = []
+    rows_per_s(65_536, module)
+    threads = torch.get_num_threads()
+    result: dict[str, Any] = {"rows": rows, "torch_threads": threads}
+    for label, count in ((f"{threads}_threads", threads), ("1_thread", 1)):
+        torch.set_num_threads(count)
+        result[f"scoring_model_predict_proba_rows_per_s_torch_{label}"] = {
+            f"batch_{batch}": rows_per_s(batch, model.predict_proba) for batch in (65_536, 8_192, 1_000)
+        }
+    torch.set_num_threads(threads)
+    result["parts_at_batch_65536_rows_per_s"] = {
         "numeric_array": rows_per_s(65_536, encoder.numeric_array),
         "category_indices": rows_per_s(65_536, encoder.category_indices),
-        "torchscript_module": round(rows / module_seconds),
+        "torchscript_module": round(rows / sum(module_seconds)),
     }
 
     # The server's V2 path: JSON body -> validation -> Revision.predict_proba, 10,000 rows a request.
     per_request, requests = 10_000, 20
     validator = RequestValidator(spec, max_rows=per_request)
-    revision = load_revision(spec.registered_model_name, "bench", artifact)
+    revision = load_revision(spec.registered_model_name, "benchmark", artifact)
     bodies = []
     for k in range(requests):
         part = frame.iloc[k * per_request : (k + 1) * per_request]
         inputs = []
         for column in spec.features.all:
-            numeric_column = column in spec.features.numeric
-            values = part[column].tolist() if numeric_column else part[column].astype(object).tolist()
-            data = [None if isinstance(v, float) and np.isnan(v) else v for v in values]
-            inputs.append(
-                {
-                    "name": column,
-                    "shape": [per_request],
-                    "datatype": "INT64" if numeric_column else "BYTES",
-                    "data": data,
-                }
-            )
+            is_numeric = column in spec.features.numeric
+            data = [None if isinstance(v, float) and np.isnan(v) else v for v in part[column].tolist()]
+            datatype = "INT64" if is_numeric else "BYTES"
+            inputs.append({"name": column, "shape": [per_request], "datatype": datatype, "data": data})
         bodies.append(orjson.dumps({"inputs": inputs}))
     revision.predict_proba(validator.v2_batch(orjson.loads(bodies[0])))
-    parse = validate = score = 0.0
+    seconds = np.zeros(3)
     for body in bodies:
         t0 = time.perf_counter()
         parsed = orjson.loads(body)
@@ -486,16 +522,17 @@ def batch_path(settings: Settings, artifact: Path, rows: int = 1_000_000) -> dic
         features = validator.v2_batch(parsed)
         t2 = time.perf_counter()
         revision.predict_proba(features)
-        t3 = time.perf_counter()
-        parse, validate, score = parse + t1 - t0, validate + t2 - t1, score + t3 - t2
-    total_rows = per_request * requests
+        seconds += (t1 - t0, t2 - t1, time.perf_counter() - t2)
+    total = per_request * requests
     result["v2_path"] = {
         "rows_per_request": per_request,
-        "rows": total_rows,
-        "rows_per_s": round(total_rows / (parse + validate + score)),
-        "orjson_parse_rows_per_s": round(total_rows / parse),
-        "v2_batch_validation_rows_per_s": round(total_rows / validate),
-        "revision_predict_proba_rows_per_s": round(total_rows / score),
+        "rows": total,
+        "rows_per_s": round(total / seconds.sum()),
+        "parts_rows_per_s": {
+            "orjson_loads": round(total / seconds[0]),
+            "request_validator_v2_batch": round(total / seconds[1]),
+            "revision_predict_proba": round(total / seconds[2]),
+        },
     }
     return result
 
@@ -511,7 +548,7 @@ def markdown_table(servers: dict[str, dict[str, Any]]) -> str:
     labels = {
         "ours": "`mlops serve` (validation, canary, metrics, inference log)",
         "kserve": "KServe 0.21 `ModelServer` (defaults)",
-        "fastapi": "bare FastAPI route (ceiling reference)",
+        "fastapi": "bare FastAPI route (no validation, metrics or log)",
         "mlflow": "`mlflow models serve`",
     }
     for key, r in servers.items():
@@ -522,21 +559,34 @@ def markdown_table(servers: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    import torch
+def batch_summary(batch: dict[str, Any]) -> str:
+    threads = batch["torch_threads"]
+    scoring = batch[f"scoring_model_predict_proba_rows_per_s_torch_{threads}_threads"]
+    single = batch["scoring_model_predict_proba_rows_per_s_torch_1_thread"]
+    return (
+        f"Batch path, in-process ({batch['rows']:,} rows): `ScoringModel.predict_proba` "
+        f"{scoring['batch_65536']:,} rows/s in 65,536-row batches ({single['batch_65536']:,} with one torch "
+        f"thread), {scoring['batch_1000']:,} rows/s in 1,000-row batches; the server's V2 path "
+        f"(validation + scoring, {batch['v2_path']['rows_per_request']:,} rows a request) "
+        f"{batch['v2_path']['rows_per_s']:,} rows/s."
+    )
 
-    version = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+
+def machine() -> dict[str, Any]:
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
     return {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "torch": torch.__version__,
-        "wrk": (version.stdout or version.stderr).splitlines()[0].strip(),
+        "wrk": (wrk_version.stdout or wrk_version.stderr).splitlines()[0].strip(),
+        **{name: version(name) for name in ("torch", "kserve", "mlflow", "fastapi", "uvicorn")},
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=20, help="seconds of each measured wrk run")
     parser.add_argument("--mlflow-duration", type=int, default=10, help="at most this long for mlflow (slow)")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of wrk before each measured run")
@@ -544,16 +594,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip", action="append", default=[], choices=[*SERVERS, "batch"])
     parser.add_argument("--home", type=Path, help="data directory with the registry (default: a fresh one)")
+    parser.add_argument("--logs", type=Path, help="keep the servers' logs here (default: discarded)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as scratch:
         args.scratch = Path(scratch)
+        args.logs = args.logs or args.scratch
+        args.logs.mkdir(parents=True, exist_ok=True)
         home = (args.home or args.scratch / "home").resolve()
         settings = Settings(home=home, dataset_spec_path=shipped_spec_path())
         name = settings.load_spec().registered_model_name
         versions = ensure_versions(settings)
-        from mlops_platform.serving.revisions import fetch_artifact
-
         artifact = fetch_artifact(settings.tracking_uri, name, versions[-2], settings.serving_dir / "models")
         v1 = lua_script(args.scratch, "v1", {"instances": [ROW]})
         records = lua_script(args.scratch, "records", {"dataframe_records": [ROW]})
@@ -605,6 +656,9 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     print()
     print(markdown_table(servers))
+    if batch:
+        print()
+        print(batch_summary(batch))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from mlops_platform.defs.training.evaluation import build_evaluation_asset
 from mlops_platform.defs.training.fairness import build_fairness_asset
 from mlops_platform.defs.training.trained_model import build_trained_model_asset
 from mlops_platform.resources.feast import FeastResource
+from mlops_platform.resources.kserve import KServeInferenceService
 from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.resources.serving import LocalGateway, ServingBackend
 from mlops_platform.resources.warehouse import WarehouseIOManager
@@ -86,14 +87,31 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             "mlflow": MlflowTracking(
                 tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root, experiment=spec.name
             ),
-            "serving": serving_backend(settings),
+            "serving": serving_backend(settings, spec.registered_model_name),
         },
     )
 
 
-def serving_backend(settings: Settings) -> ServingBackend:
-    """The backend the deploy job drives, from `MLOPS_SERVING_BACKEND`."""
-    return LocalGateway(url=settings.serving_url, serving_dir=str(settings.serving_dir))
+def serving_backend(settings: Settings, model_name: str) -> ServingBackend:
+    """The backend the deploy job drives, from `MLOPS_SERVING_BACKEND` (`local` or `kserve`)."""
+    if settings.serving_backend == "local":
+        return LocalGateway(url=settings.serving_url, serving_dir=str(settings.serving_dir))
+    config = settings.kserve
+    missing = [
+        f"MLOPS_KSERVE_{key.upper()}" for key in ("name", "image", "metrics_url") if not config.get(key)
+    ]
+    if missing:
+        raise ValueError(
+            f"MLOPS_SERVING_BACKEND=kserve needs {', '.join(missing)} (see deploy/kserve/README.md)"
+        )
+    return KServeInferenceService(
+        namespace=config.get("namespace", "default"),
+        name=config["name"],
+        image=config["image"],
+        model_name=model_name,
+        metrics_url=config["metrics_url"],
+        tracking_uri_secret=config.get("tracking_uri_secret", "mlflow-db"),
+    )
 
 
 @dg.definitions

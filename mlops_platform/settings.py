@@ -14,6 +14,10 @@ data directory, `MLOPS_HOME`, so nothing lands in whatever folder the user stand
 | `MLOPS_DBT_EXECUTABLE` | `<venv>/dbt/bin/dbt`, else `dbt` on PATH | dbt, installed in its own environment |
 | `MLOPS_SERVING_BACKEND` | `local` | `local` (the `mlops serve` gateway) or `kserve` (an InferenceService) |
 | `MLOPS_SERVING_URL` | `http://127.0.0.1:8080` | the local gateway the deploy job drives |
+| `MLOPS_KSERVE_NAME`, `MLOPS_KSERVE_NAMESPACE` | -, `default` | the InferenceService (kserve backend) |
+| `MLOPS_KSERVE_IMAGE` | - | the serving image its predictor runs |
+| `MLOPS_KSERVE_METRICS_URL` | - | Prometheus `/federate` URL with the servers' `mlops_*` series |
+| `MLOPS_KSERVE_TRACKING_URI_SECRET` | `mlflow-db` | Secret holding the pods' `MLOPS_MLFLOW_TRACKING_URI` |
 
 dbt lives in its own virtual environment (`make install` puts it in `.venv/dbt`): dagster-dbt
 then runs it as a subprocess without importing dbt-core, which keeps loading the code
@@ -55,6 +59,7 @@ class Settings(BaseModel):
     mlflow_artifact_root: str | None = None
     serving_backend: Literal["local", "kserve"] = "local"
     serving_url: str = "http://127.0.0.1:8080"
+    kserve: dict[str, str] = Field(default_factory=dict)  # MLOPS_KSERVE_* without the prefix, lower-cased
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -71,6 +76,11 @@ class Settings(BaseModel):
             mlflow_artifact_root=env.get("MLOPS_MLFLOW_ARTIFACT_ROOT") or None,
             serving_backend=env.get("MLOPS_SERVING_BACKEND", "local"),
             serving_url=env.get("MLOPS_SERVING_URL", "http://127.0.0.1:8080"),
+            kserve={
+                k.removeprefix("MLOPS_KSERVE_").lower(): v
+                for k, v in env.items()
+                if k.startswith("MLOPS_KSERVE_")
+            },
         )
 
     def load_spec(self) -> DatasetSpec:

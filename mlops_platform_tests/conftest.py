@@ -27,6 +27,22 @@ def sensor_settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home", dataset_spec_path=spec)
 
 
+@pytest.fixture(scope="session")
+def model_registry(tmp_path_factory) -> Settings:
+    """An MLflow registry with real versions of the small Adult model: v1 (alias champion) and
+    v2 are good; v3 fails on every request; v4 burns ~30 ms per request (see registry.py)."""
+    from mlops_platform_tests.registry import register_version
+
+    root = tmp_path_factory.mktemp("registry")
+    spec = write_adult_spec(root / "specs", rows_per_day=150, reference_days=4)
+    settings = Settings(home=root / "home", dataset_spec_path=spec)
+    assert register_version(settings, "good", seed=0, alias="champion") == "1"
+    assert register_version(settings, "good", seed=1) == "2"
+    assert register_version(settings, "failing") == "3"
+    assert register_version(settings, "slow") == "4"
+    return settings
+
+
 @pytest.fixture
 def instance():
     with dg.instance_for_test() as test_instance:

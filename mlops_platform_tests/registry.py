@@ -58,10 +58,10 @@ def register_version(settings: Settings, kind: str = "good", seed: int = 0, alia
     from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY, TorchScriptClassifier
 
     spec = settings.load_spec()
-    frame = adult_rows(spec, 1500, seed)
-    params = TrainingParams(hidden_sizes=[16], epochs=4, seed=seed)
+    frame = adult_rows(spec, 3000, seed)
+    params = TrainingParams(hidden_sizes=[32], epochs=10, seed=seed)
     outcome = train_model(
-        frame.iloc[:1200], frame.iloc[1200:], spec.features.numeric, spec.features.categorical, params
+        frame.iloc[:2400], frame.iloc[2400:], spec.features.numeric, spec.features.categorical, params
     )
     net = {"good": outcome.net, "failing": _Failing(outcome.net), "slow": _Slow(outcome.net)}[kind]
     meta = {"threshold": 0.4, "dataset": spec.name, "features": spec.features.all, "kind": kind}

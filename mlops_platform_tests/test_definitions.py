@@ -1,6 +1,11 @@
 """The public interface: asset keys, groups, checks, jobs, sensors and schedules."""
 
+import pytest
+
 from mlops_platform.definitions import build_definitions
+from mlops_platform.resources.kserve import KServeInferenceService
+from mlops_platform.resources.serving import LocalGateway
+from mlops_platform.settings import Settings
 
 GATES = {
     ("model_evaluation", "meets_metric_thresholds"),
@@ -43,7 +48,8 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
         if graph.get_check_spec(key).blocking
     }
     assert blocking >= GATES
-    assert {s.name for s in defs.sensors} == {"new_data_sensor"}
+    assert {s.name for s in defs.sensors} == {"new_data_sensor", "auto_deploy_sensor"}
+    assert [n.name for n in defs.resolve_job_def("deploy_model").nodes] == ["canary_rollout"]
     assert {s.name for s in defs.schedules} == {"daily_ingestion_schedule", "weekly_retrain_schedule"}
     assert defs.resolve_job_def("data_pipeline") is not None
     retrain = {
@@ -56,3 +62,23 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
         "fairness_report",
         "registered_model_version",
     }
+
+
+def test_the_serving_backend_is_chosen_by_configuration(adult_settings):
+    local = build_definitions(adult_settings).resources["serving"]
+    assert isinstance(local, LocalGateway) and local.url == "http://127.0.0.1:8080"
+
+    env = {
+        "MLOPS_HOME": str(adult_settings.home),
+        "MLOPS_DATASET_SPEC": str(adult_settings.dataset_spec_path),
+        "MLOPS_SERVING_BACKEND": "kserve",
+        "MLOPS_KSERVE_NAME": "adult",
+        "MLOPS_KSERVE_NAMESPACE": "ml",
+        "MLOPS_KSERVE_IMAGE": "registry.example/mlops-platform:1",
+        "MLOPS_KSERVE_METRICS_URL": "http://prometheus:9090/federate",
+    }
+    kserve = build_definitions(Settings.from_env(env)).resources["serving"]
+    assert isinstance(kserve, KServeInferenceService)
+    assert (kserve.name, kserve.namespace, kserve.model_name) == ("adult", "ml", "adult_income_classifier")
+    with pytest.raises(ValueError, match="MLOPS_KSERVE_IMAGE"):
+        build_definitions(Settings.from_env({k: v for k, v in env.items() if k != "MLOPS_KSERVE_IMAGE"}))

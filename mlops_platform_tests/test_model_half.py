@@ -110,6 +110,26 @@ def test_retraining_registers_a_challenger_with_its_evidence(landed_home, tmp_pa
     evaluation = result.output_for_node("model_evaluation")["metrics"]
     assert abs(evaluation["roc_auc"] - run.data.metrics["test_roc_auc"]) < 1e-9
 
+    # the registration run starts the canary rollout of the new challenger, once
+    defs = build_definitions(settings)
+    sensor = next(s for s in defs.sensors if s.name == "auto_deploy_sensor")
+
+    def evaluate(run_result: dg.ExecuteInProcessResult):
+        return sensor(
+            dg.build_run_status_sensor_context(
+                sensor_name=sensor.name,
+                dagster_instance=instance,
+                dagster_run=run_result.dagster_run,
+                dagster_event=run_result.get_run_success_event(),
+            )
+        )
+
+    request = evaluate(result)
+    assert isinstance(request, dg.RunRequest) and request.run_key == f"deploy-after-{result.run_id}"
+    assert request.tags["mlops/version"] == "1"
+    unrelated = dg.materialize([dg.asset(name="unrelated")(lambda: 1)], instance=instance)
+    assert isinstance(evaluate(unrelated), dg.SkipReason)
+
 
 @pytest.mark.parametrize(
     ("overrides", "failing_check", "message"),

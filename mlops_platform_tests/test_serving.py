@@ -18,29 +18,15 @@ import pytest
 from mlops_platform.lib.model_artifact import load_artifact
 from mlops_platform.serving.revisions import fetch_artifact
 from mlops_platform.settings import Settings
-from mlops_platform_tests.datasets import write_adult_spec
-from mlops_platform_tests.registry import adult_rows, register_version
+from mlops_platform_tests.registry import adult_rows
 from mlops_platform_tests.serving import ROW, RunningServer, start_server
 
 MODEL = "adult_income_classifier"
 
 
 @pytest.fixture(scope="module")
-def registry_home(tmp_path_factory) -> Settings:
-    """v1 (champion) and v2: good models; v3 fails on every request; v4 is slow."""
-    root = tmp_path_factory.mktemp("serving")
-    spec = write_adult_spec(root / "specs", rows_per_day=150, reference_days=4)
-    settings = Settings(home=root / "home", dataset_spec_path=spec)
-    assert register_version(settings, "good", seed=0, alias="champion") == "1"
-    assert register_version(settings, "good", seed=1) == "2"
-    assert register_version(settings, "failing") == "3"
-    assert register_version(settings, "slow") == "4"
-    return settings
-
-
-@pytest.fixture(scope="module")
-def server(registry_home: Settings):
-    running = start_server(registry_home, 2)
+def server(model_registry: Settings):
+    running = start_server(model_registry, 2)
     yield running
     running.stop()
 
@@ -56,8 +42,8 @@ def _instances(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
     return [{k: (int(v) if isinstance(v, np.integer) else v) for k, v in r.items()} for r in records]
 
 
-def test_both_protocols_score_like_the_registered_model(v1_only: RunningServer, registry_home: Settings):
-    spec = registry_home.load_spec()
+def test_both_protocols_score_like_the_registered_model(v1_only: RunningServer, model_registry: Settings):
+    spec = model_registry.load_spec()
     names = spec.features.all
     frame = adult_rows(spec, 40, seed=7)
     instances = _instances(frame, names)
@@ -72,7 +58,7 @@ def test_both_protocols_score_like_the_registered_model(v1_only: RunningServer, 
 
     # the same rows, scored offline by the artifact's own pandas encoder
     artifact = load_artifact(
-        fetch_artifact(registry_home.tracking_uri, MODEL, "1", registry_home.serving_dir / "models")
+        fetch_artifact(model_registry.tracking_uri, MODEL, "1", model_registry.serving_dir / "models")
     )
     assert np.allclose(served, artifact.predict_proba(frame), atol=1e-6)
     assert [p["prediction"] for p in body["predictions"]] == list((served >= artifact.threshold).astype(int))
@@ -271,21 +257,21 @@ def test_metrics_count_requests_errors_latency_and_predictions_per_version(v1_on
     assert v1.latency_buckets[math.inf] == v1.requests and 0 < v1.latency_quantile(0.95) < 1.0
 
 
-def test_entity_ids_are_scored_from_the_feast_online_store(v1_only: RunningServer, registry_home: Settings):
+def test_entity_ids_are_scored_from_the_feast_online_store(v1_only: RunningServer, model_registry: Settings):
     from mlops_platform.feature_repo.definitions import build_feature_repo, feature_view_name
     from mlops_platform.feature_repo.store import open_store
 
-    spec = registry_home.load_spec()
+    spec = model_registry.load_spec()
     frame = adult_rows(spec, 5, seed=3)
     frame["record_id"] = [f"person-{i}" for i in range(len(frame))]
     frame["event_timestamp"] = pd.Timestamp("2026-01-01", tz="UTC")
     features = frame[["record_id", "event_timestamp", *spec.features.all]].astype(
         {n: "float64" for n in spec.features.numeric}
     )
-    parquet = registry_home.home / "lake" / "features.parquet"
+    parquet = model_registry.home / "lake" / "features.parquet"
     parquet.parent.mkdir(parents=True, exist_ok=True)
     features.to_parquet(parquet)
-    store = open_store(spec.name, registry_home.feast_dir)
+    store = open_store(spec.name, model_registry.feast_dir)
     store.apply(build_feature_repo(spec, parquet))
     store.write_to_online_store(feature_view_name(spec), features)
 
@@ -314,11 +300,13 @@ def _log_lines(home: Path) -> list[dict]:
     ]
 
 
-def test_inference_log_is_complete_after_a_clean_stop_and_traffic_survives_a_restart(tmp_path, registry_home):
+def test_inference_log_is_complete_after_a_clean_stop_and_traffic_survives_a_restart(
+    tmp_path, model_registry
+):
     settings = Settings(
         home=tmp_path / "home",
-        dataset_spec_path=registry_home.dataset_spec_path,
-        mlflow_tracking_uri=registry_home.tracking_uri,
+        dataset_spec_path=model_registry.dataset_spec_path,
+        mlflow_tracking_uri=model_registry.tracking_uri,
     )
     first = start_server(settings, 2, "--version", "1")
     try:

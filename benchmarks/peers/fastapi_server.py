@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scorer import DictScorer  # noqa: E402
+from scorer import DictScorer
 
 app = FastAPI()
 scorer = DictScorer(os.environ["MODEL_PATH"]) if "MODEL_PATH" in os.environ else None

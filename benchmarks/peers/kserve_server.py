@@ -19,7 +19,7 @@ import kserve
 from kserve import model_server
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scorer import DictScorer  # noqa: E402
+from scorer import DictScorer
 
 
 class TorchScriptModel(kserve.Model):

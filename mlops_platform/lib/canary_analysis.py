@@ -120,9 +120,11 @@ class Verdict:
         return asdict(self)
 
 
-def population_stability_index(expected: np.ndarray, actual: np.ndarray, floor: float = 1e-4) -> float:
-    e = np.maximum(expected / expected.sum(), floor)
-    a = np.maximum(actual / actual.sum(), floor)
+def population_stability_index(expected: np.ndarray, actual: np.ndarray) -> float:
+    """PSI of two histograms over the same bins, with half a count added to every bin (so an
+    empty bin on one side gives a large but finite term)."""
+    e = (expected + 0.5) / (expected.sum() + 0.5 * len(expected))
+    a = (actual + 0.5) / (actual.sum() + 0.5 * len(actual))
     return float(np.sum((a - e) * np.log(a / e)))
 
 

@@ -1,0 +1,170 @@
+"""The `deploy_model` job against the real local gateway (`mlops serve`, 2 workers) under real
+traffic: a good challenger is promoted step by step; a failing, a slow or an unobserved one is
+rolled back with `champion` unchanged."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import dagster as dg
+import httpx
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from mlops_platform.defs.deployment.canary import build_deploy_job
+from mlops_platform.resources.mlflow import MlflowTracking
+from mlops_platform.resources.serving import LocalGateway
+from mlops_platform.settings import Settings
+from mlops_platform_tests.registry import adult_rows
+from mlops_platform_tests.serving import RunningServer, start_server
+
+MODEL = "adult_income_classifier"
+FAST_STEPS = {"dwell_seconds": 1.0, "min_samples": 60, "max_wait_seconds": 60.0}
+
+
+@pytest.fixture(scope="module")
+def gateway(model_registry: Settings, tmp_path_factory) -> Iterator[tuple[Settings, RunningServer]]:
+    settings = Settings(
+        home=tmp_path_factory.mktemp("deploy") / "home",
+        dataset_spec_path=model_registry.dataset_spec_path,
+        mlflow_tracking_uri=model_registry.tracking_uri,
+    )
+    server = start_server(settings, 2)
+    yield settings, server
+    server.stop()
+
+
+@pytest.fixture
+def traffic(gateway, model_registry: Settings) -> Iterator[list[int]]:
+    """Four clients sending real Adult rows, one per request, until the test ends."""
+    _, server = gateway
+    spec = model_registry.load_spec()
+    rows = adult_rows(spec, 300, seed=11)[spec.features.all]
+    instances = [
+        {k: (int(v) if isinstance(v, np.integer) else (None if v != v else v)) for k, v in r.items()}
+        for r in rows.astype(object).to_dict("records")
+    ]
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def send(offset: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            i = offset
+            while not stop.is_set():
+                answer = client.post(
+                    f"/v1/models/{MODEL}:predict", json={"instances": [instances[i % len(instances)]]}
+                )
+                codes.append(answer.status_code)
+                i += 4
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    yield codes
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+
+def _client(settings: Settings) -> MlflowClient:
+    return MlflowClient(settings.tracking_uri, settings.tracking_uri)
+
+
+def _deploy(
+    settings: Settings, server: RunningServer, challenger: str, **config
+) -> dg.ExecuteInProcessResult:
+    spec = settings.load_spec()
+    _client(settings).set_registered_model_alias(MODEL, "challenger", challenger)
+    job = build_deploy_job(spec)
+    with dg.instance_for_test() as instance:
+        return job.execute_in_process(
+            run_config={"ops": {"canary_rollout": {"config": {**FAST_STEPS, **config}}}},
+            resources={
+                "serving": LocalGateway(url=server.url, serving_dir=str(settings.serving_dir)),
+                "mlflow": MlflowTracking(
+                    tracking_uri=settings.tracking_uri,
+                    artifact_root=settings.artifact_root,
+                    experiment=spec.name,
+                ),
+            },
+            instance=instance,
+            raise_on_error=False,
+        )
+
+
+def _shares(server: RunningServer) -> dict[str, int]:
+    report = httpx.get(f"{server.url}/admin/traffic", headers=server.admin()).json()
+    return {t["version"]: t["percent"] for t in report["status"]["traffic"]}
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    return failure.step_failure_data.user_failure_data.description
+
+
+def test_a_good_challenger_is_promoted_step_by_step(gateway, traffic):
+    settings, server = gateway
+    server.set_traffic("1", 100)
+    _client(settings).set_registered_model_alias(MODEL, "champion", "1")
+    result = _deploy(settings, server, "2")
+    assert result.success
+    outcome = result.output_for_node("canary_rollout")
+    assert outcome["outcome"] == "promoted" and outcome["previous"] == "1"
+    assert [s["percent"] for s in outcome["steps"]] == [10, 50, 100]
+    for step in outcome["steps"][:2]:
+        assert step["passed"] and step["facts"]["canary_requests"] >= 60
+        assert step["facts"]["canary_error_rate"] == 0.0
+    assert str(_client(settings).get_model_version_by_alias(MODEL, "champion").version) == "2"
+    assert _client(settings).get_model_version(MODEL, "2").tags["deployment.status"] == "promoted"
+    assert _shares(server) == {"2": 100}
+    metadata = result.asset_observations_for_node("canary_rollout")
+    assert [o.metadata["canary_step_percent"].value for o in metadata] == [10, 50]
+    assert set(traffic) == {200}  # no request failed during the rollout
+
+
+@pytest.mark.parametrize(
+    ("challenger", "reason"),
+    [("3", "error rate 100.00% vs stable 0.00%"), ("4", "p95 latency")],
+    ids=["failing", "slow"],
+)
+def test_a_broken_challenger_is_rolled_back_and_champion_stays(gateway, traffic, challenger, reason):
+    settings, server = gateway
+    server.set_traffic("2", 100)
+    _client(settings).set_registered_model_alias(MODEL, "champion", "2")
+    result = _deploy(settings, server, challenger)
+    assert not result.success
+    message = _failure(result)
+    assert message.startswith("rolled back at 10 %") and reason in message
+    assert str(_client(settings).get_model_version_by_alias(MODEL, "champion").version) == "2"
+    assert _client(settings).get_model_version(MODEL, challenger).tags["deployment.status"] == "rolled_back"
+    assert _shares(server) == {"2": 100, challenger: 0}  # KServe's rollback: the canary keeps 0 %
+
+
+def test_a_canary_nobody_calls_is_not_promoted(gateway):
+    settings, server = gateway
+    server.set_traffic("1", 100)
+    _client(settings).set_registered_model_alias(MODEL, "champion", "1")
+    result = _deploy(settings, server, "2", max_wait_seconds=2.0)
+    assert not result.success
+    assert "too few requests to judge" in _failure(result) and "minimum 60" in _failure(result)
+    assert str(_client(settings).get_model_version_by_alias(MODEL, "champion").version) == "1"
+    assert _shares(server) == {"1": 100, "2": 0}
+
+
+def test_a_gateway_that_is_not_running_fails_with_what_to_do(model_registry, tmp_path):
+    settings = Settings(
+        home=tmp_path,
+        dataset_spec_path=model_registry.dataset_spec_path,
+        mlflow_tracking_uri=model_registry.tracking_uri,
+    )
+    (tmp_path / "serving").mkdir()
+    (tmp_path / "serving" / "admin_token").write_text("t")
+    server = RunningServer("http://127.0.0.1:9", None, settings, tmp_path / "none.log")  # type: ignore[arg-type]
+    result = _deploy(settings, server, "2")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "does not answer" in str(failure.step_failure_data.error) and "mlops serve" in str(
+        failure.step_failure_data.error
+    )
