@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster
 
-.PHONY: install demo test ui lint format validate benchmark clean dagster-home
+.PHONY: install demo test ui serve deploy lint format validate benchmark clean dagster-home
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,12 @@ test: install
 ui: install dagster-home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+serve: install
+	$(BIN)/mlops serve --host 127.0.0.1 --port 8080 --workers 2
+
+deploy: install dagster-home
+	$(BIN)/dagster job execute -m mlops_platform -j deploy_model
+
 validate: install dagster-home
 	$(BIN)/dagster definitions validate -m mlops_platform
 
@@ -51,6 +57,7 @@ format: install
 
 benchmark: install dagster-home
 	$(BIN)/python benchmarks/load_time.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf .mlops

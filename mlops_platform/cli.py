@@ -78,6 +78,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate_traffic(args: argparse.Namespace) -> int:
+    import json
+
+    from mlops_platform.lib.landing import Shift
+    from mlops_platform.lib.traffic import held_out_instances, send_traffic
+
+    settings = Settings.from_env()
+    spec = settings.load_spec()
+    shifts = [Shift.parse(text) for text in args.shift]
+    instances = held_out_instances(spec, args.rows, shifts)
+    url = args.url or settings.serving_url
+    print(
+        f"sending {args.rate:g} requests/s for {args.duration:g} s to {url} "
+        f"({len(instances)} held-out rows{', shifted: ' + ', '.join(args.shift) if shifts else ''})",
+        flush=True,
+    )
+    summary = send_traffic(
+        url, spec.registered_model_name, instances, args.rate, args.duration, args.concurrency
+    ).summary()
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["statuses"].get("200", 0) == summary["sent"] else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mlops_platform.demo import run_demo
 
@@ -119,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--reset", action="store_true", help="drop the traffic state of the last run instead of resuming it"
     )
     serve.set_defaults(func=_cmd_serve)
+
+    traffic = sub.add_parser(
+        "simulate-traffic", help="send real requests to the model server from held-out rows"
+    )
+    traffic.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
+    traffic.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
+    traffic.add_argument("--url", help="server URL (default MLOPS_SERVING_URL, http://127.0.0.1:8080)")
+    traffic.add_argument("--rows", type=int, default=5000, help="held-out rows to draw from (default 5000)")
+    traffic.add_argument("--concurrency", type=int, default=4, help="client threads (default 4)")
+    traffic.add_argument(
+        "--shift",
+        action="append",
+        default=[],
+        metavar="COLUMN=CHANGE",
+        help="shift a column like simulate-batches: NUM=+15, CAT=VALUE[:FRACTION] (repeatable)",
+    )
+    traffic.set_defaults(func=_cmd_simulate_traffic)
 
     status = sub.add_parser("status", help="what has landed and what the warehouse holds")
     status.set_defaults(func=_cmd_status)
