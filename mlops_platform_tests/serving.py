@@ -90,6 +90,9 @@ def start_server(settings: Settings, workers: int = 2, *args: str, timeout: floa
         "MLOPS_HOME": str(settings.home),
         "MLOPS_DATASET_SPEC": str(settings.dataset_spec_path),
         "MLOPS_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        # mlflow.set_tracking_uri in earlier in-process tests exports these; never inherit them
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "MLFLOW_REGISTRY_URI": settings.tracking_uri,
     }
     log_path = settings.home / f"server-{port}.log"
     settings.home.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,7 @@ def fetch_artifact(tracking_uri: str, name: str, version: str, cache_dir: Path) 
     import mlflow
 
     resolve_version(tracking_uri, name, version=version)
+    mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:

@@ -62,6 +62,8 @@ def run_server(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ["MLOPS_HOME"] = str(settings.home)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow resolves some URIs through its global store: point it at ours, not an inherited one.
+    os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = settings.tracking_uri
     os.environ["MLOPS_DATASET_SPEC"] = str(settings.dataset_spec_path)
 
     from mlops_platform.serving.traffic import TrafficStore, admin_token

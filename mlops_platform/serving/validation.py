@@ -1,7 +1,7 @@
 """Request validation against the dataset spec, for both KServe protocols.
 
-Every problem becomes an `InvalidRequest` naming the field (`instances[3].age`,
-`inputs[age].data[7]`) and what is wrong with it; the server answers it with a 4xx and
+Every problem becomes an `InvalidRequest` naming the field (`instances[3].<column>`,
+`inputs[<column>].data[7]`) and what is wrong with it; the server answers it with a 4xx and
 never lets bad input reach the model. Validated rows come out as one `FeatureBatch`,
 whatever the protocol: numeric values as a float32 matrix (NaN = missing) and categorical
 values as strings (None = missing), both in the spec's feature order.
