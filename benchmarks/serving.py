@@ -24,8 +24,8 @@ The batch path is timed in-process: `ScoringModel.predict_proba` over a 1,000,00
 The model versions come from the registry under `--home` (default: a fresh temporary data
 directory); when it holds fewer than two versions, small networks are trained on Adult and
 registered first (seconds). Results go to benchmarks/results/serving.json, and a Markdown
-table to stdout. Measure on an otherwise idle machine: the JSON records the load average
-before each run.
+table to stdout. Measure on an otherwise idle machine: the JSON records, per run, the CPU
+time the rest of the machine used meanwhile (`other_cpu_seconds`).
 
     .venv/bin/python benchmarks/serving.py [--duration 20] [--skip mlflow] [--home DIR] [--logs DIR]
 """
@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -229,6 +230,18 @@ def started(command: list[str], env: dict[str, str], log_path: Path) -> Iterator
         server.stop()
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy since boot."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system + times.irq + times.softirq + times.steal
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def http(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
@@ -296,10 +309,12 @@ def measure(
     """The measured wrk run (after a warm-up run unless `warm` is False), with the CPU time the
     server's process group used during it."""
     warmup = wrk(url, script, args.warmup, args)["requests"] if warm else 0
-    pids, load = server.pids(), os.getloadavg()[0]
-    before = server.cpu_seconds()
+    pids = server.pids()
+    before, busy_before, wrk_before = server.cpu_seconds(), machine_busy_seconds(), children_cpu_seconds()
     result = wrk(url, script, seconds, args)
     cpu = server.cpu_seconds() - before
+    wrk_cpu = children_cpu_seconds() - wrk_before
+    others = machine_busy_seconds() - busy_before - cpu - wrk_cpu
     replaced = len(pids - server.pids())
     result.update(
         requests_per_s=round(result["requests_per_s"], 1),
@@ -308,7 +323,9 @@ def measure(
         workers=2,
         duration_s=seconds,
         warmup_requests=warmup,
-        load_average_1m_before=round(load, 2),
+        wrk_cpu_seconds=round(wrk_cpu, 2),
+        # CPU the rest of the machine used meanwhile (other processes, some kernel time): near 0 when idle
+        other_cpu_seconds=round(others, 2),
         processes_replaced_during_run=replaced,  # their CPU time is missing from cpu_seconds
     )
     return result

@@ -19,26 +19,17 @@ from pathlib import Path
 
 import dagster as dg
 
+from mlops_platform.serving.traffic import CanarySplit
+
 
 @dataclass(frozen=True)
-class TrafficStatus:
+class TrafficStatus(CanarySplit):
     """The split a backend reports; `confirmed` once every replica serves it."""
 
     rolled_out_version: str | None
     latest_version: str | None
     canary_percent: int
     confirmed: bool
-
-    @property
-    def canary_version(self) -> str | None:
-        return self.latest_version if self.latest_version != self.rolled_out_version else None
-
-    def shares(self) -> dict[str, int]:
-        if self.rolled_out_version is None:
-            return {}
-        if self.canary_version is None:
-            return {self.rolled_out_version: 100}
-        return {self.rolled_out_version: 100 - self.canary_percent, self.canary_version: self.canary_percent}
 
 
 class ServingUnavailable(RuntimeError):

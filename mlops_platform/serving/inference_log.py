@@ -3,8 +3,8 @@
 Requests only append an already-serialized line to an in-memory buffer; a writer thread
 flushes the buffer in batches (every `flush_seconds` or `batch_lines`), with an fsync, to
 `<dir>/date=YYYY-MM-DD/part-<pid>-<start>.jsonl` (the day of each record's timestamp).
-Memory is bounded: when `max_pending` lines wait, the request that adds one more writes the
-buffer itself (back-pressure instead of loss). `close()` flushes everything, so a clean
+Memory is bounded: when `max_pending` lines of a day wait, the request that adds one more
+writes the buffer itself (back-pressure instead of loss). `close()` flushes everything, so a clean
 stop loses nothing.
 
 Each line: request_id, timestamp (UTC, ISO 8601), model_name, model_version, role
@@ -34,7 +34,7 @@ class InferenceLogWriter:
         self.flush_seconds = flush_seconds
         self.batch_lines = batch_lines
         self.max_pending = max_pending
-        self._pending: deque[tuple[str, bytes]] = deque()
+        self._pending: dict[str, deque[bytes]] = {}  # per day, appended by requests
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -46,8 +46,11 @@ class InferenceLogWriter:
 
     def append(self, day: str, line: bytes) -> None:
         """Queue one serialized record (`line` ends without a newline)."""
-        self._pending.append((day, line))
-        pending = len(self._pending)
+        queue = self._pending.get(day)
+        if queue is None:
+            queue = self._pending.setdefault(day, deque())
+        queue.append(line)
+        pending = len(queue)
         if pending >= self.max_pending:
             self.flush()
         elif pending >= self.batch_lines:
@@ -55,19 +58,20 @@ class InferenceLogWriter:
 
     def flush(self) -> None:
         with self._write_lock:
-            touched = set()
-            while self._pending:
-                day, line = self._pending.popleft()
+            for day, queue in sorted(self._pending.items()):
+                pop = queue.popleft
+                lines = [pop() for _ in range(len(queue))]  # appends after len() wait for the next flush
+                if not lines:
+                    continue
                 handle = self._files.get(day) or self._open(day)
-                handle.write(line + b"\n")  # type: ignore[attr-defined]
-                touched.add(day)
-                self.written += 1
-            for day in touched:
-                handle = self._files[day]
+                handle.write(b"\n".join(lines) + b"\n")  # type: ignore[attr-defined]
                 handle.flush()  # type: ignore[attr-defined]
                 os.fsync(handle.fileno())  # type: ignore[attr-defined]
+                self.written += len(lines)
 
     def _open(self, day: str) -> object:
+        for older in [d for d in self._files if d < day]:  # a new day: yesterday's file is done
+            self._files.pop(older).close()  # type: ignore[attr-defined]
         folder = self.directory / f"date={day}"
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / self._part, "ab")  # noqa: SIM115 (kept open until close)

@@ -28,7 +28,28 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops_platform.lib.files import atomic_target
 
 
-class TrafficState(BaseModel):
+class CanarySplit:
+    """Shares of a split described by `rolled_out_version`, `latest_version`, `canary_percent`."""
+
+    rolled_out_version: str | None
+    latest_version: str | None
+    canary_percent: int
+
+    @property
+    def canary_version(self) -> str | None:
+        """The latest revision while it is not the rolled-out one."""
+        return self.latest_version if self.latest_version != self.rolled_out_version else None
+
+    def shares(self) -> dict[str, int]:
+        """Percent of traffic per version (a version at 0 % is listed: it is still loaded)."""
+        if self.rolled_out_version is None:
+            return {}
+        if self.canary_version is None:
+            return {self.rolled_out_version: 100}
+        return {self.rolled_out_version: 100 - self.canary_percent, self.canary_version: self.canary_percent}
+
+
+class TrafficState(BaseModel, CanarySplit):
     model_config = ConfigDict(frozen=True)
 
     model_name: str
@@ -54,19 +75,6 @@ class TrafficState(BaseModel):
                 "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
             }
         )
-
-    @property
-    def canary_version(self) -> str | None:
-        """The latest revision while it is not the rolled-out one."""
-        return self.latest_version if self.latest_version != self.rolled_out_version else None
-
-    def shares(self) -> dict[str, int]:
-        """Percent of traffic per version (a version at 0 % is listed: it is still loaded)."""
-        if self.rolled_out_version is None:
-            return {}
-        if self.canary_version is None:
-            return {self.rolled_out_version: 100}
-        return {self.rolled_out_version: 100 - self.canary_percent, self.canary_version: self.canary_percent}
 
 
 @dataclass(frozen=True)

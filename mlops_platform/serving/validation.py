@@ -104,6 +104,17 @@ class _Column:
             raise InvalidRequest(field, f"{value!r} is not an allowed value ({shown})")
         return value
 
+    def categorical_values(self, values: list) -> list[str | None]:
+        """A whole V2 column: set arithmetic when every value is fine, else the first problem."""
+        try:
+            if self.domain is not None and self.domain.issuperset(values):
+                return values
+        except TypeError:  # an unhashable value (a list, an object): the loop below names it
+            pass
+        if self.domain is None and all(type(v) is str for v in values):
+            return values
+        return [self.categorical(v, f"inputs[{self.name}].data[{i}]") for i, v in enumerate(values)]
+
 
 class RequestValidator:
     """Checks V1 instances and V2 inputs against the spec's feature columns."""
@@ -235,13 +246,7 @@ class RequestValidator:
         numeric_matrix = np.empty((rows, len(self._numeric)), dtype=np.float32)
         for j, column in enumerate(self._numeric):
             numeric_matrix[:, j] = self._v2_numeric(column, tensors[column.name])
-        categorical = [
-            [
-                column.categorical(v, f"inputs[{column.name}].data[{i}]")
-                for i, v in enumerate(tensors[column.name])
-            ]
-            for column in self._categorical
-        ]
+        categorical = [column.categorical_values(tensors[column.name]) for column in self._categorical]
         return FeatureBatch(numeric=numeric_matrix, categorical=categorical, rows=rows)
 
     @staticmethod

@@ -28,22 +28,15 @@ class CanaryConfig(dg.Config):
     steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
     dwell_seconds: float = 30.0
     max_wait_seconds: float = 300.0  # per step: how long to wait for `min_samples` after the dwell
-    min_samples: int = 200
-    max_error_rate_increase: float = 0.02
-    max_latency_ratio: float = 1.5
-    latency_margin_ms: float = 2.0
-    max_prediction_psi: float = 0.25
-    prediction_alpha: float = 0.01
+    min_samples: int = AnalysisPolicy.min_samples
+    max_error_rate_increase: float = AnalysisPolicy.max_error_rate_increase
+    max_latency_ratio: float = AnalysisPolicy.max_latency_ratio
+    latency_margin_ms: float = AnalysisPolicy.latency_margin_ms
+    max_prediction_psi: float = AnalysisPolicy.max_prediction_psi
+    prediction_alpha: float = AnalysisPolicy.prediction_alpha
 
     def policy(self) -> AnalysisPolicy:
-        return AnalysisPolicy(
-            min_samples=self.min_samples,
-            max_error_rate_increase=self.max_error_rate_increase,
-            max_latency_ratio=self.max_latency_ratio,
-            latency_margin_ms=self.latency_margin_ms,
-            max_prediction_psi=self.max_prediction_psi,
-            prediction_alpha=self.prediction_alpha,
-        )
+        return AnalysisPolicy(**self.model_dump(include=set(AnalysisPolicy.__dataclass_fields__)))
 
     def checked_steps(self) -> list[int]:
         if not self.steps or self.steps[-1] != 100 or any(not 0 < s <= 100 for s in self.steps):
