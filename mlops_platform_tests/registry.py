@@ -37,7 +37,8 @@ class _Failing(nn.Module):
 class _Slow(_Failing):
     @torch.jit.export
     def predict_proba(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        x = torch.ones(256, 256)
+        # depends on the input, so freezing the module at load cannot fold it into a constant
+        x = torch.ones(256, 256) + torch.nan_to_num(numeric).sum() * 0.0
         for _ in range(24):
             x = torch.tanh(x @ x / 256.0)
         return torch.sigmoid(self.inner(numeric, categorical)) + x[0, 0] * 0.0

@@ -23,7 +23,7 @@ from mlops_platform_tests.serving import RunningServer, start_server
 MODEL = "adult_income_classifier"
 # short dwell, small sample; a latency margin wide enough for a loaded 2-core CI machine (the
 # slow version burns ~30 ms per request, far beyond it)
-FAST_STEPS = {"dwell_seconds": 1.0, "min_samples": 60, "max_wait_seconds": 60.0, "latency_margin_ms": 10.0}
+FAST_STEPS = {"dwell_seconds": 1.0, "min_samples": 100, "max_wait_seconds": 60.0, "latency_margin_ms": 10.0}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_a_good_challenger_is_promoted_step_by_step(gateway, traffic):
     assert outcome["outcome"] == "promoted" and outcome["previous"] == "1"
     assert [s["percent"] for s in outcome["steps"]] == [10, 50, 100]
     for step in outcome["steps"][:2]:
-        assert step["passed"] and step["facts"]["canary_requests"] >= 60
+        assert step["passed"] and step["facts"]["canary_requests"] >= 100
         assert step["facts"]["canary_error_rate"] == 0.0
     assert str(_client(settings).get_model_version_by_alias(MODEL, "champion").version) == "2"
     assert _client(settings).get_model_version(MODEL, "2").tags["deployment.status"] == "promoted"
@@ -150,7 +150,7 @@ def test_a_canary_nobody_calls_is_not_promoted(gateway):
     _client(settings).set_registered_model_alias(MODEL, "champion", "1")
     result = _deploy(settings, server, "2", max_wait_seconds=2.0)
     assert not result.success
-    assert "too few requests to judge" in _failure(result) and "minimum 60" in _failure(result)
+    assert "too few requests to judge" in _failure(result) and "minimum 100" in _failure(result)
     assert str(_client(settings).get_model_version_by_alias(MODEL, "champion").version) == "1"
     assert _shares(server) == {"1": 100, "2": 0}
 

@@ -7,9 +7,12 @@ the end of a step give what each version served during the step; `compare` then 
 
 - error rate: canary minus stable at most `max_error_rate_increase`;
 - p95 latency (interpolated in histogram buckets, like PromQL's `histogram_quantile`): canary
-  at most `max_latency_ratio` x stable + `latency_margin_ms`;
+  at most `max_latency_ratio` x stable + `latency_margin_ms`, both for whole requests and for the
+  model call alone (in one gateway process a slow canary slows the stable version's requests
+  too, so only the model's own time tells them apart; on KServe each has its own pods);
 - predictions: the canary's probability histogram against the stable one, chi-square test of
-  homogeneity and population stability index; fails when the shift is both significant
+  homogeneity and population stability index (over buckets merged until each expects at
+  least 5 rows of either version); fails when the shift is both significant
   (`p < prediction_alpha`) and large (`PSI > max_prediction_psi`).
 
 No verdict is given before each version has `min_samples` requests in the window.
@@ -23,25 +26,46 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 
+def _quantile(buckets: dict[float, float], q: float) -> float:
+    """Seconds; linear interpolation inside the bucket, as `histogram_quantile` does."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return math.nan
+    rank = q * buckets[bounds[-1]]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            inside = count - lower_count
+            return lower_bound + (bound - lower_bound) * ((rank - lower_count) / inside if inside else 0.0)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def _minus(after: dict, before: dict) -> dict:
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
 @dataclass(frozen=True)
 class VersionWindow:
-    """What one version served: counts, cumulative latency buckets, probability buckets."""
+    """What one version served: counts, cumulative latency buckets (upper bound in seconds ->
+    count) of requests and of model calls, and rows per probability bucket."""
 
     requests: float = 0.0
     errors: float = 0.0
-    latency_buckets: dict[float, float] = field(default_factory=dict)  # upper bound (s) -> cumulative count
-    prediction_buckets: dict[str, float] = field(default_factory=dict)  # upper edge -> rows
+    latency_buckets: dict[float, float] = field(default_factory=dict)
+    model_latency_buckets: dict[float, float] = field(default_factory=dict)
+    prediction_buckets: dict[str, float] = field(default_factory=dict)
 
     def minus(self, before: VersionWindow) -> VersionWindow:
         return VersionWindow(
             requests=self.requests - before.requests,
             errors=self.errors - before.errors,
-            latency_buckets={
-                k: v - before.latency_buckets.get(k, 0.0) for k, v in self.latency_buckets.items()
-            },
-            prediction_buckets={
-                k: v - before.prediction_buckets.get(k, 0.0) for k, v in self.prediction_buckets.items()
-            },
+            latency_buckets=_minus(self.latency_buckets, before.latency_buckets),
+            model_latency_buckets=_minus(self.model_latency_buckets, before.model_latency_buckets),
+            prediction_buckets=_minus(self.prediction_buckets, before.prediction_buckets),
         )
 
     @property
@@ -49,24 +73,16 @@ class VersionWindow:
         return self.errors / self.requests if self.requests else 0.0
 
     def latency_quantile(self, q: float) -> float:
-        """Seconds; linear interpolation inside the bucket, as `histogram_quantile` does."""
-        bounds = sorted(self.latency_buckets)
-        if not bounds or self.latency_buckets[bounds[-1]] <= 0:
-            return math.nan
-        total = self.latency_buckets[bounds[-1]]
-        rank = q * total
-        lower_bound, lower_count = 0.0, 0.0
-        for bound in bounds:
-            count = self.latency_buckets[bound]
-            if count >= rank:
-                if math.isinf(bound):
-                    return lower_bound
-                inside = count - lower_count
-                return lower_bound + (bound - lower_bound) * (
-                    (rank - lower_count) / inside if inside else 0.0
-                )
-            lower_bound, lower_count = bound, count
-        return lower_bound
+        return _quantile(self.latency_buckets, q)
+
+    def model_latency_quantile(self, q: float) -> float:
+        return _quantile(self.model_latency_buckets, q)
+
+
+_HISTOGRAMS = {
+    "mlops_request_latency_seconds_bucket": "latency",
+    "mlops_model_latency_seconds_bucket": "model_latency",
+}
 
 
 def parse_metrics(text: str, model_name: str) -> dict[str, VersionWindow]:
@@ -76,7 +92,9 @@ def parse_metrics(text: str, model_name: str) -> dict[str, VersionWindow]:
     found: dict[str, dict] = {}
 
     def entry(version: str) -> dict:
-        return found.setdefault(version, {"requests": 0.0, "errors": 0.0, "latency": {}, "predictions": {}})
+        return found.setdefault(
+            version, {"requests": 0.0, "errors": 0.0, "latency": {}, "model_latency": {}, "predictions": {}}
+        )
 
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -88,14 +106,15 @@ def parse_metrics(text: str, model_name: str) -> dict[str, VersionWindow]:
                 slot["requests"] += sample.value
             elif sample.name == "mlops_request_errors_total":
                 slot["errors"] += sample.value
-            elif sample.name == "mlops_request_latency_seconds_bucket":
+            elif sample.name in _HISTOGRAMS:
+                histogram = slot[_HISTOGRAMS[sample.name]]
                 bound = float(labels["le"])
-                slot["latency"][bound] = slot["latency"].get(bound, 0.0) + sample.value
+                histogram[bound] = histogram.get(bound, 0.0) + sample.value
             elif sample.name == "mlops_predictions_total":
                 bucket = labels["bucket"]
                 slot["predictions"][bucket] = slot["predictions"].get(bucket, 0.0) + sample.value
     return {
-        version: VersionWindow(v["requests"], v["errors"], v["latency"], v["predictions"])
+        version: VersionWindow(v["requests"], v["errors"], v["latency"], v["model_latency"], v["predictions"])
         for version, v in found.items()
     }
 
@@ -128,8 +147,28 @@ def population_stability_index(expected: np.ndarray, actual: np.ndarray) -> floa
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def merge_sparse_bins(table: np.ndarray, min_expected: float = 5.0) -> np.ndarray:
+    """Join neighbouring bins of a 2 x k table until every cell's expected count (under
+    homogeneity) is at least `min_expected`: the chi-square approximation needs it, and PSI
+    over near-empty bins is mostly noise."""
+    share = table.sum(axis=1, keepdims=True) / table.sum()
+    merged, current = [], np.zeros(2)
+    for column in table.T:
+        current = current + column
+        if (current.sum() * share[:, 0] >= min_expected).all():
+            merged.append(current)
+            current = np.zeros(2)
+    if current.sum() > 0:
+        if merged:
+            merged[-1] = merged[-1] + current
+        else:
+            merged.append(current)
+    return np.array(merged).T
+
+
 def prediction_shift(canary: VersionWindow, stable: VersionWindow) -> tuple[float, float]:
-    """(chi-square p-value, PSI) of the canary's probability histogram against the stable one."""
+    """(chi-square p-value, PSI) of the canary's probability histogram against the stable one,
+    over probability buckets merged until each is well filled."""
     from scipy.stats import chi2_contingency
 
     buckets = sorted(set(canary.prediction_buckets) | set(stable.prediction_buckets), key=float)
@@ -139,8 +178,10 @@ def prediction_shift(canary: VersionWindow, stable: VersionWindow) -> tuple[floa
             [stable.prediction_buckets.get(b, 0.0) for b in buckets],
         ]
     )
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+    if (table.sum(axis=1) == 0).any():
+        return 1.0, 0.0
+    table = merge_sparse_bins(table)
+    if table.shape[1] < 2:
         return 1.0, 0.0
     p_value = float(chi2_contingency(table).pvalue)
     return p_value, population_stability_index(table[1], table[0])
@@ -154,6 +195,10 @@ def compare(canary: VersionWindow, stable: VersionWindow, policy: AnalysisPolicy
     """The step's verdict; each failed criterion names its threshold and the measured value."""
     reasons: list[str] = []
     canary_p95, stable_p95 = canary.latency_quantile(0.95), stable.latency_quantile(0.95)
+    canary_model_p95, stable_model_p95 = (
+        canary.model_latency_quantile(0.95),
+        stable.model_latency_quantile(0.95),
+    )
     p_value, psi = prediction_shift(canary, stable)
     facts = {
         "canary_requests": canary.requests,
@@ -162,6 +207,8 @@ def compare(canary: VersionWindow, stable: VersionWindow, policy: AnalysisPolicy
         "stable_error_rate": round(stable.error_rate, 6),
         "canary_p95_ms": round(canary_p95 * 1000, 3),
         "stable_p95_ms": round(stable_p95 * 1000, 3),
+        "canary_model_p95_ms": round(canary_model_p95 * 1000, 3),
+        "stable_model_p95_ms": round(stable_model_p95 * 1000, 3),
         "prediction_chi2_p_value": p_value,
         "prediction_psi": round(psi, 6),
     }
@@ -177,12 +224,17 @@ def compare(canary: VersionWindow, stable: VersionWindow, policy: AnalysisPolicy
             f"error rate {canary.error_rate:.2%} vs stable {stable.error_rate:.2%}: "
             f"+{increase:.2%} exceeds the allowed +{policy.max_error_rate_increase:.2%}"
         )
-    latency_limit = stable_p95 * policy.max_latency_ratio + policy.latency_margin_ms / 1000
-    if not math.isnan(canary_p95) and canary_p95 > latency_limit:
-        reasons.append(
-            f"p95 latency {canary_p95 * 1000:.1f} ms exceeds {latency_limit * 1000:.1f} ms "
-            f"({policy.max_latency_ratio}x stable {stable_p95 * 1000:.1f} ms + {policy.latency_margin_ms} ms)"
-        )
+    for what, canary_value, stable_value in (
+        ("p95 latency", canary_p95, stable_p95),
+        ("p95 model latency", canary_model_p95, stable_model_p95),
+    ):
+        limit = stable_value * policy.max_latency_ratio + policy.latency_margin_ms / 1000
+        if not math.isnan(canary_value) and canary_value > limit:
+            reasons.append(
+                f"{what} {canary_value * 1000:.1f} ms exceeds {limit * 1000:.1f} ms "
+                f"({policy.max_latency_ratio}x stable {stable_value * 1000:.1f} ms"
+                f" + {policy.latency_margin_ms} ms)"
+            )
     if p_value < policy.prediction_alpha and psi > policy.max_prediction_psi:
         reasons.append(
             f"prediction distribution shifted: PSI {psi:.3f} > {policy.max_prediction_psi} "

@@ -10,11 +10,21 @@ row as for 20, so under load the per-request model cost falls several times.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 
 from mlops_platform.serving.revisions import Revision
 from mlops_platform.serving.validation import FeatureBatch
+
+
+def _timed(revision: Revision, batch: FeatureBatch) -> np.ndarray:
+    """Score, recording the model call's duration for the version (also when it fails)."""
+    started = time.perf_counter()
+    try:
+        return revision.predict_proba(batch)
+    finally:
+        revision.instruments.model_latency.observe(time.perf_counter() - started)
 
 
 class MicroBatcher:
@@ -25,7 +35,7 @@ class MicroBatcher:
 
     async def predict_proba(self, revision: Revision, batch: FeatureBatch) -> np.ndarray:
         if batch.rows >= self.max_rows:
-            return revision.predict_proba(batch)
+            return _timed(revision, batch)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.append((revision, batch, future))
@@ -44,8 +54,8 @@ class MicroBatcher:
             revision = items[0][0]
             batches = [batch for _, batch, _ in items]
             try:
-                probabilities = revision.predict_proba(
-                    batches[0] if len(batches) == 1 else FeatureBatch.concat(batches)
+                probabilities = _timed(
+                    revision, batches[0] if len(batches) == 1 else FeatureBatch.concat(batches)
                 )
             except Exception as exc:  # every request of this revision fails alike (a 5xx each)
                 for _, _, future in items:

@@ -9,6 +9,7 @@ workers' files. The canary analysis reads these same series, by `model_version`.
 | `mlops_requests_total` | model_name, model_version, protocol | requests routed to a version |
 | `mlops_request_errors_total` | model_name, model_version | of those, failed with a 5xx |
 | `mlops_request_latency_seconds` | model_name, model_version | histogram, validation to response |
+| `mlops_model_latency_seconds` | model_name, model_version | histogram, one model call (a micro-batch) |
 | `mlops_predictions_total` | model_name, model_version, bucket | rows scored, by probability bucket |
 | `mlops_invalid_requests_total` | status | requests refused before routing (4xx) |
 """
@@ -62,6 +63,12 @@ class ServerMetrics:
             labels,
             buckets=LATENCY_BUCKETS,
         )
+        self.model_latency = Histogram(
+            "mlops_model_latency_seconds",
+            "Duration of one model call (a micro-batch) per model version",
+            labels,
+            buckets=LATENCY_BUCKETS,
+        )
         self.predictions = Counter(
             "mlops_predictions", "Rows scored, by upper edge of the probability bucket", (*labels, "bucket")
         )
@@ -72,6 +79,7 @@ class ServerMetrics:
             requests={p: self.requests.labels(model_name, version, p) for p in PROTOCOLS},
             errors=self.errors.labels(model_name, version),
             latency=self.latency.labels(model_name, version),
+            model_latency=self.model_latency.labels(model_name, version),
             buckets=[self.predictions.labels(model_name, version, b) for b in BUCKET_LABELS],
         )
 
@@ -89,6 +97,7 @@ class VersionInstruments:
     requests: dict[str, Any]
     errors: Any
     latency: Any
+    model_latency: Any
     buckets: list[Any]
 
     def observe_predictions(self, probabilities: np.ndarray) -> None:
