@@ -20,6 +20,7 @@ from mlops_platform.defs.ingestion.checks import build_ingestion_checks
 from mlops_platform.defs.ingestion.schedules import build_daily_ingestion_schedule
 from mlops_platform.defs.ingestion.sensors import build_new_data_sensor
 from mlops_platform.defs.jobs import build_data_pipeline_job, build_retrain_job, build_weekly_retrain_schedule
+from mlops_platform.defs.monitoring.assets import build_monitoring_assets
 from mlops_platform.defs.registry.assets import build_registry_asset
 from mlops_platform.defs.training.evaluation import build_evaluation_asset
 from mlops_platform.defs.training.fairness import build_fairness_asset
@@ -47,6 +48,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     fairness_report, fairness_gate = build_fairness_asset(settings, spec)
     retrain_model = build_retrain_job()
     deploy_model = build_deploy_job(spec)
+    monitoring_assets, monitoring_checks = build_monitoring_assets(settings, spec)
     return dg.Definitions(
         assets=[
             build_ingestion_assets(settings, spec),
@@ -57,6 +59,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             model_evaluation,
             fairness_report,
             build_registry_asset(settings, spec),
+            *monitoring_assets,
         ],
         asset_checks=[
             *build_ingestion_checks(settings, spec),
@@ -64,6 +67,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             training_set_is_sound,
             *evaluation_gates,
             fairness_gate,
+            *monitoring_checks,
         ],
         jobs=[data_pipeline, retrain_model, deploy_model],
         sensors=[build_new_data_sensor(settings, data_pipeline), build_auto_deploy_sensor(deploy_model)],

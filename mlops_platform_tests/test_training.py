@@ -11,9 +11,12 @@ import torch
 
 from mlops_platform.lib.evaluation import choose_threshold, classification_metrics, expected_calibration_error
 from mlops_platform.lib.model_artifact import load_artifact, save_artifact
-from mlops_platform.lib.preprocessing import UNKNOWN_INDEX, FeatureEncoder
+from mlops_platform.lib.preprocessing import MISSING_CATEGORY, UNKNOWN_INDEX, FeatureEncoder
+from mlops_platform.lib.tabular_net import TabularNet
 from mlops_platform.lib.training import choose_device, predict_proba, train_model
 from mlops_platform.lib.training_params import TrainingParams
+from mlops_platform.serving.revisions import load_revision
+from mlops_platform.serving.validation import FeatureBatch
 
 NUMERIC, CATEGORICAL = ["x1", "x2"], ["colour"]
 
@@ -153,3 +156,25 @@ def test_expected_calibration_error_and_threshold_by_hand():
     assert choose_threshold(labels, scores) == pytest.approx(0.85)  # F1 = 1 from 0.85 on
     metrics = classification_metrics(labels, scores, 0.5)
     assert metrics["accuracy"] == 1.0 and metrics["roc_auc"] == 1.0 and metrics["threshold"] == 0.5
+
+
+def test_a_missing_category_scores_as_the_training_data_wrote_it(tmp_path):
+    """dbt writes a missing categorical value as MISSING_CATEGORY; offline scoring and the server
+    must map None/NaN to that category, not to 'unknown' (no training/serving skew)."""
+    train = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["a", MISSING_CATEGORY, "b", "a"]})
+    encoder = FeatureEncoder.fit(train, ["x"], ["c"])
+    missing = encoder.vocabularies[0].index(MISSING_CATEGORY) + 1
+    scoring = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": [None, np.nan, "zzz", "a"]})
+    a = encoder.vocabularies[0].index("a") + 1
+    assert encoder.category_indices(scoring)[:, 0].tolist() == [missing, missing, UNKNOWN_INDEX, a]
+
+    torch.manual_seed(0)
+    path = save_artifact(TabularNet(encoder, [4], 0.0), encoder, {"threshold": 0.5}, tmp_path / "m.pt")
+    served = load_revision("m", "1", path).predict_proba(
+        FeatureBatch(
+            numeric=scoring[["x"]].to_numpy(np.float32), categorical=[[None, None, "zzz", "a"]], rows=4
+        )
+    )
+    assert np.allclose(served, load_artifact(path).predict_proba(scoring), atol=1e-6)
+    with_token = scoring.assign(c=[MISSING_CATEGORY, MISSING_CATEGORY, "zzz", "a"])
+    assert np.allclose(served, load_artifact(path).predict_proba(with_token), atol=1e-6)

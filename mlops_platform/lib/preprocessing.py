@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 
 UNKNOWN_INDEX = 0  # categories never seen in training (and the padding row of each embedding)
+# How the dbt `features` model writes a missing categorical value; the training data carries it,
+# so at scoring time a missing value (None, NaN) means this category, not an unknown one.
+MISSING_CATEGORY = "__missing__"
 _MISSING_AS_STR = frozenset({"nan", "None", "NaT", "<NA>"})  # what astype(str) makes of missing values
 
 
@@ -47,7 +50,8 @@ class FeatureEncoder:
         return frame[self.numeric].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan)
 
     def category_indices(self, frame: pd.DataFrame) -> np.ndarray:
-        """Index of `str(value)` in each vocabulary; unknown and missing values get UNKNOWN_INDEX.
+        """Index of `str(value)` in each vocabulary; unknown values get UNKNOWN_INDEX, missing ones
+        (None, NaN) the index of MISSING_CATEGORY (UNKNOWN_INDEX when training saw no missing value).
 
         A column of strings is factorized (one hash per row) and only its few distinct values
         are looked up: several times faster than mapping every row's string. Other columns
@@ -68,6 +72,7 @@ class FeatureEncoder:
                 indices[:, j] = np.array([*table, UNKNOWN_INDEX], dtype=np.int64)[codes]  # -1: missing
             else:
                 indices[:, j] = column.astype(str).map(lookup).fillna(UNKNOWN_INDEX).to_numpy(dtype=np.int64)
+            indices[column.isna().to_numpy(), j] = lookup.get(MISSING_CATEGORY, UNKNOWN_INDEX)
         return indices
 
     def to_json(self) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from mlops_platform.lib.model_artifact import ScoringModel, load_artifact
-from mlops_platform.lib.preprocessing import UNKNOWN_INDEX
+from mlops_platform.lib.preprocessing import MISSING_CATEGORY, UNKNOWN_INDEX
 from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY
 from mlops_platform.serving.validation import FeatureBatch
 
@@ -79,14 +79,15 @@ class Revision:
     model_name: str
     version: str
     model: ScoringModel
-    lookups: list[dict[str, int]] = field(init=False)
+    lookups: list[dict[str | None, int]] = field(init=False)
     instruments: Any = None  # the server's metric children for this version
 
     def __post_init__(self) -> None:
-        self.lookups = [
-            {value: i + 1 for i, value in enumerate(vocabulary)}
-            for vocabulary in self.model.encoder.vocabularies
-        ]
+        self.lookups = []
+        for vocabulary in self.model.encoder.vocabularies:
+            lookup: dict[str | None, int] = {value: i + 1 for i, value in enumerate(vocabulary)}
+            lookup[None] = lookup.get(MISSING_CATEGORY, UNKNOWN_INDEX)  # as the training data wrote it
+            self.lookups.append(lookup)
 
     @property
     def threshold(self) -> float:

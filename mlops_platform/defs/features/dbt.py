@@ -11,10 +11,10 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.lib.preprocessing import MISSING_CATEGORY
 from mlops_platform.settings import Settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
-MISSING_CATEGORY = "__missing__"
 
 
 def dbt_vars(settings: Settings, spec: DatasetSpec) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Monitoring: the inference log in the warehouse, drift reports, and the sensor that retrains."""

@@ -1,0 +1,163 @@
+"""Monitoring: the served predictions in the warehouse, and their drift against the training data."""
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.lib.drift import PREDICTION
+from mlops_platform.settings import Settings
+
+GROUP = "monitoring"
+
+
+def inference_partitions(spec: DatasetSpec) -> dg.DailyPartitionsDefinition:
+    """Daily, UTC, including today: the server keeps appending to today's log."""
+    return dg.DailyPartitionsDefinition(
+        start_date=spec.simulation.start_date.isoformat(), timezone="UTC", end_offset=1
+    )
+
+
+class DriftConfig(dg.Config):
+    window_rows: int = 2000  # the most recent predictions compared with the reference
+    reference_rows: int = 5000  # a seeded sample of the training split
+
+
+def build_monitoring_assets(
+    settings: Settings, spec: DatasetSpec
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    numeric, categorical = spec.features.numeric, spec.features.categorical
+
+    @dg.asset(
+        key="inference_log",
+        group_name=GROUP,
+        partitions_def=inference_partitions(spec),
+        io_manager_key="warehouse_io_manager",
+        kinds={"duckdb"},
+        automation_condition=dg.AutomationCondition.on_cron("15 * * * *"),
+        description=(
+            "Every prediction the model server logged on the day (request id, time, model version, "
+            "stable/canary, inputs, probability, prediction), compacted from its JSON lines into the "
+            "warehouse. Declarative automation refreshes the newest day every hour."
+        ),
+    )
+    def inference_log(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
+        from mlops_platform.lib.inference_records import log_files, read_inference_log
+
+        frames = [
+            # ingestion_date: the day of the log partition, the warehouse's partition column
+            read_inference_log(log_files(settings.inference_log_dir, day), numeric, categorical).assign(
+                ingestion_date=pd.Timestamp(day)
+            )
+            for day in context.partition_keys
+        ]
+        frame = pd.concat(frames, ignore_index=True)
+        per_version = frame.groupby("model_version").size().to_dict() if len(frame) else {}
+        requests = frame["request_id"].nunique() if len(frame) else 0
+        context.log.info(f"{len(frame)} logged predictions, {requests} requests, per version {per_version}")
+        return dg.Output(
+            frame,
+            metadata={
+                "rows": dg.MetadataValue.int(len(frame)),
+                "requests": dg.MetadataValue.int(int(requests)),
+                "rows_per_model_version": dg.MetadataValue.json(
+                    {str(k): int(v) for k, v in per_version.items()}
+                ),
+                "first": dg.MetadataValue.text(str(frame["timestamp"].min()) if len(frame) else "-"),
+                "last": dg.MetadataValue.text(str(frame["timestamp"].max()) if len(frame) else "-"),
+            },
+        )
+
+    @dg.asset(
+        key="drift_report",
+        group_name=GROUP,
+        ins={
+            "inference_log": dg.AssetIn(partition_mapping=dg.LastPartitionMapping()),
+            "training_set": dg.AssetIn(input_manager_key="warehouse_io_manager"),
+        },
+        kinds={"evidently"},
+        automation_condition=dg.AutomationCondition.eager(),
+        description=(
+            "Evidently data drift (a test per feature chosen by its type, and the share of drifted "
+            "features) and prediction drift of the newest inference window against the training "
+            "split, scored by the model that served the window. The HTML report is saved under "
+            "MLOPS_HOME/monitoring and linked here. Materializes whenever inference_log does."
+        ),
+    )
+    def drift_report(
+        context: dg.AssetExecutionContext,
+        config: DriftConfig,
+        inference_log: pd.DataFrame,
+        training_set: pd.DataFrame,
+    ) -> dg.Output[dict]:
+        from mlops_platform.lib.drift import measure_drift
+        from mlops_platform.lib.model_artifact import load_artifact
+        from mlops_platform.serving.revisions import fetch_artifact
+
+        if inference_log.empty:
+            raise dg.Failure("inference_log has no predictions for its newest day: serve some traffic first")
+        current = inference_log.sort_values("timestamp").tail(config.window_rows)
+        version = str(current["model_version"].mode().iloc[0])
+        train = training_set[training_set["split"] == "train"]
+        reference = train.sample(n=min(config.reference_rows, len(train)), random_state=0)[spec.features.all]
+        artifact = fetch_artifact(
+            settings.tracking_uri, spec.registered_model_name, version, settings.serving_dir / "models"
+        )
+        reference = reference.assign(**{PREDICTION: load_artifact(artifact).predict_proba(reference)})
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        html = settings.home / "monitoring" / "drift_report" / f"drift-{stamp}.html"
+        result = measure_drift(reference, current, numeric, categorical, spec.gates.max_drift_share, html)
+        table = "\n".join(
+            ["| column | method | score | threshold | drifted |", "|---|---|---|---|---|"]
+            + [
+                f"| {c.column} | {c.method} | {c.score:.4g} | {c.threshold:g} "
+                f"| {'yes' if c.drifted else 'no'} |"
+                for c in [*result.columns, *([result.prediction] if result.prediction else [])]
+            ]
+        )
+        context.log.info(
+            f"drift share {result.drift_share:.2f}: {result.drifted_columns or 'no drifted feature'}"
+        )
+        return dg.Output(
+            {**result.as_dict(), "model_version": version, "report": str(html)},
+            metadata={
+                "drift_share": dg.MetadataValue.float(result.drift_share),
+                "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+                "prediction_drift": dg.MetadataValue.json(
+                    None if result.prediction is None else result.prediction.__dict__
+                ),
+                "columns": dg.MetadataValue.md(table),
+                "model_version": dg.MetadataValue.text(version),
+                "window_rows": dg.MetadataValue.int(result.current_rows),
+                "reference_rows": dg.MetadataValue.int(result.reference_rows),
+                "report": dg.MetadataValue.path(str(html)),
+                "report_url": dg.MetadataValue.url(html.as_uri()),
+            },
+        )
+
+    @dg.asset_check(
+        asset="drift_report",
+        name="drift_within_limits",
+        description=(
+            f"The share of drifted features stays at most the spec's max_drift_share "
+            f"({spec.gates.max_drift_share})."
+        ),
+    )
+    def drift_within_limits(drift_report: dict) -> dg.AssetCheckResult:
+        share, limit = drift_report["drift_share"], spec.gates.max_drift_share
+        return dg.AssetCheckResult(
+            passed=share <= limit,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"drift share {share:.2f} {'<=' if share <= limit else '>'} limit {limit:.2f}; "
+                f"drifted: {', '.join(drift_report['drifted_columns']) or 'none'}"
+            ),
+            metadata={
+                "drift_share": dg.MetadataValue.float(share),
+                "limit": dg.MetadataValue.float(limit),
+                "drifted_columns": dg.MetadataValue.json(drift_report["drifted_columns"]),
+            },
+        )
+
+    return [inference_log, drift_report], [drift_within_limits]

@@ -1,0 +1,53 @@
+"""Reading the model server's inference log (JSON lines per day and worker) into a typed frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+LOG_COLUMNS = {
+    "request_id": "VARCHAR",
+    "timestamp": "TIMESTAMPTZ",
+    "model_name": "VARCHAR",
+    "model_version": "VARCHAR",
+    "role": "VARCHAR",
+    "protocol": "VARCHAR",
+    "row": "INTEGER",
+    "entity_id": "VARCHAR",
+}
+OUTPUT_COLUMNS = {"probability": "DOUBLE", "prediction": "INTEGER"}
+
+
+def log_files(log_dir: Path, day: str) -> list[Path]:
+    return sorted((Path(log_dir) / f"date={day}").glob("*.jsonl"))
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def read_inference_log(files: list[Path], numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """Every logged row of `files`, inputs flattened into one column per feature, ordered by time.
+
+    A line still being written by a running server (no newline yet) is skipped; it is read
+    the next time, once complete.
+    """
+    import duckdb
+
+    inputs = {**{n: "DOUBLE" for n in numeric}, **{n: "VARCHAR" for n in categorical}}
+    if not files:
+        empty = {**LOG_COLUMNS, **inputs, **OUTPUT_COLUMNS}
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in empty})
+    struct = ", ".join(f'"{name}" {kind}' for name, kind in inputs.items())
+    columns = {**LOG_COLUMNS, "inputs": f"STRUCT({struct})", **OUTPUT_COLUMNS}
+    columns_sql = "{" + ", ".join(f"{_sql_string(k)}: {_sql_string(v)}" for k, v in columns.items()) + "}"
+    paths_sql = "[" + ", ".join(_sql_string(str(p)) for p in files) + "]"
+    selected = ", ".join(
+        [*(f'"{c}"' for c in LOG_COLUMNS), *(f'inputs."{n}" AS "{n}"' for n in inputs), *OUTPUT_COLUMNS]
+    )
+    with duckdb.connect() as connection:
+        return connection.execute(
+            f"SELECT {selected} FROM read_json({paths_sql}, format='newline_delimited', "
+            f"columns={columns_sql}, ignore_errors=true) ORDER BY timestamp, request_id, row"
+        ).df()
