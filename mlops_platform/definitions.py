@@ -21,6 +21,7 @@ from mlops_platform.defs.ingestion.schedules import build_daily_ingestion_schedu
 from mlops_platform.defs.ingestion.sensors import build_new_data_sensor
 from mlops_platform.defs.jobs import build_data_pipeline_job, build_retrain_job, build_weekly_retrain_schedule
 from mlops_platform.defs.monitoring.assets import build_monitoring_assets
+from mlops_platform.defs.monitoring.sensors import build_drift_sensor
 from mlops_platform.defs.registry.assets import build_registry_asset
 from mlops_platform.defs.training.evaluation import build_evaluation_asset
 from mlops_platform.defs.training.fairness import build_fairness_asset
@@ -70,7 +71,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *monitoring_checks,
         ],
         jobs=[data_pipeline, retrain_model, deploy_model],
-        sensors=[build_new_data_sensor(settings, data_pipeline), build_auto_deploy_sensor(deploy_model)],
+        sensors=[
+            build_new_data_sensor(settings, data_pipeline),
+            build_auto_deploy_sensor(deploy_model),
+            build_drift_sensor(settings, spec, retrain_model),
+        ],
         schedules=[
             build_daily_ingestion_schedule(settings, data_pipeline),
             build_weekly_retrain_schedule(retrain_model),

@@ -34,9 +34,11 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
         "model_evaluation": "training",
         "fairness_report": "training",
         "registered_model_version": "registry",
+        "inference_log": "monitoring",
+        "drift_report": "monitoring",
     }
     check_keys = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert check_keys >= GATES
+    assert check_keys >= GATES | {("drift_report", "drift_within_limits")}
     # dbt tests surface as checks on the dbt models
     assert {
         ("stg_records", "unique_stg_records_record_id"),
@@ -48,7 +50,7 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
         if graph.get_check_spec(key).blocking
     }
     assert blocking >= GATES
-    assert {s.name for s in defs.sensors} == {"new_data_sensor", "auto_deploy_sensor"}
+    assert {s.name for s in defs.sensors} == {"new_data_sensor", "auto_deploy_sensor", "drift_sensor"}
     assert [n.name for n in defs.resolve_job_def("deploy_model").nodes] == ["canary_rollout"]
     assert {s.name for s in defs.schedules} == {"daily_ingestion_schedule", "weekly_retrain_schedule"}
     assert defs.resolve_job_def("data_pipeline") is not None

@@ -153,6 +153,23 @@ class GateSpec(_Strict):
         return self
 
 
+class MonitoringSpec(_Strict):
+    """How `drift_sensor` watches served traffic: the newest `window_rows` predictions are
+    compared with the training data once at least `min_window_rows` arrived; after requesting a
+    retrain it waits for the drift episode to end and at least `retrain_cooldown_minutes`."""
+
+    window_rows: int = Field(1000, ge=50)
+    min_window_rows: int = Field(300, ge=30)
+    reference_rows: int = Field(2000, ge=100)
+    retrain_cooldown_minutes: float = Field(60.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _window_holds_minimum(self) -> MonitoringSpec:
+        if self.min_window_rows > self.window_rows:
+            raise ValueError("min_window_rows must not exceed window_rows")
+        return self
+
+
 class DatasetSpec(_Strict):
     """A dataset, fully described: the one input every asset is built from."""
 
@@ -168,6 +185,7 @@ class DatasetSpec(_Strict):
     split: SplitSpec = SplitSpec()
     simulation: SimulationSpec
     gates: GateSpec = GateSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     @property
     def registered_model_name(self) -> str:

@@ -51,3 +51,44 @@ def read_inference_log(files: list[Path], numeric: list[str], categorical: list[
             f"SELECT {selected} FROM read_json({paths_sql}, format='newline_delimited', "
             f"columns={columns_sql}, ignore_errors=true) ORDER BY timestamp, request_id, row"
         ).df()
+
+
+def read_new_records(
+    log_dir: Path, offsets: dict[str, int], skip_days_before: str | None = None
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows appended to the log since `offsets` (bytes read per file, relative path keys), whole
+    lines only, with the inputs flattened; and the new offsets. Files of days before
+    `skip_days_before` that were never read are marked read without parsing them."""
+    import orjson
+
+    rows: list[dict] = []
+    new_offsets = dict(offsets)
+    for path in sorted(Path(log_dir).glob("date=*/*.jsonl")):
+        key = str(path.relative_to(log_dir))
+        size = path.stat().st_size
+        start = offsets.get(key)
+        if (
+            start is None
+            and skip_days_before is not None
+            and path.parent.name[len("date=") :] < skip_days_before
+        ):
+            new_offsets[key] = size
+            continue
+        start = start or 0
+        if size <= start:
+            continue
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(size - start)
+        complete = data.rfind(b"\n") + 1  # a line still being written is read next time
+        for line in data[:complete].splitlines():
+            record = orjson.loads(line)
+            rows.append(
+                {
+                    **{k: record.get(k) for k in LOG_COLUMNS},
+                    **record["inputs"],
+                    **{k: record[k] for k in OUTPUT_COLUMNS},
+                }
+            )
+        new_offsets[key] = start + complete
+    return pd.DataFrame(rows), new_offsets

@@ -1,0 +1,164 @@
+"""Monitoring for real: traffic from `send_traffic` to the real server, its inference log compacted
+by `inference_log`, Evidently's `drift_report`, and `drift_sensor` requesting one retrain per
+drift episode. The training split is written to the warehouse directly (the data half has its
+own tests)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_platform.definitions import build_definitions
+from mlops_platform.defs.jobs import build_retrain_job
+from mlops_platform.defs.monitoring.sensors import build_drift_sensor
+from mlops_platform.lib import warehouse
+from mlops_platform.lib.landing import Shift
+from mlops_platform.lib.preprocessing import MISSING_CATEGORY
+from mlops_platform.lib.traffic import held_out_instances, send_traffic
+from mlops_platform.settings import Settings
+from mlops_platform_tests.datasets import write_adult_spec
+from mlops_platform_tests.registry import adult_rows
+from mlops_platform_tests.serving import RunningServer, start_server
+
+MODEL = "adult_income_classifier"
+SHIFTS = [
+    Shift.parse(text)
+    for text in (
+        "age=+25",
+        "hours_per_week=+30",
+        "sex=Female:0.95",
+        "relationship=Unmarried:0.9",
+        "race=Black:0.8",
+    )
+]
+
+
+@pytest.fixture(scope="module")
+def monitored(model_registry: Settings, tmp_path_factory):
+    root = tmp_path_factory.mktemp("monitoring")
+    spec_path = write_adult_spec(
+        root / "specs",
+        150,
+        4,
+        monitoring={
+            "window_rows": 300,
+            "min_window_rows": 200,
+            "reference_rows": 1000,
+            "retrain_cooldown_minutes": 0,
+        },
+    )
+    settings = Settings(
+        home=root / "home", dataset_spec_path=spec_path, mlflow_tracking_uri=model_registry.tracking_uri
+    )
+    spec = settings.load_spec()
+    train = adult_rows(spec, 3000, seed=5)
+    train = train.assign(
+        record_id=[f"r{i}" for i in range(len(train))],
+        split="train",
+        **{c: train[c].fillna(MISSING_CATEGORY) for c in spec.features.categorical},
+    )[["record_id", "split", "label", *spec.features.all]]
+    settings.home.mkdir(parents=True)
+    warehouse.replace_table(settings.warehouse_path, "training_set", train)
+    server = start_server(settings, 1, "--version", "1")
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        yield settings, server, defs, instance
+    server.stop()
+
+
+def _traffic(settings: Settings, server: RunningServer, shifted: bool, rows: int = 300) -> dict:
+    instances = held_out_instances(settings.load_spec(), rows, SHIFTS if shifted else None)
+    summary = send_traffic(
+        server.url, MODEL, instances, rate=300, duration=rows / 300, concurrency=4
+    ).summary()
+    assert summary["sent"] == rows and summary["statuses"] == {"200": rows}, summary
+    time.sleep(1.5)  # the server flushes its inference log every 0.5 s
+    return summary
+
+
+def _sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
+    sensor = next(s for s in defs.sensors if s.name == "drift_sensor")
+    return sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+
+def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
+    job = defs.resolve_implicit_global_asset_job_def()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    log = job.execute_in_process(
+        asset_selection=[dg.AssetKey("inference_log")], partition_key=today, instance=instance
+    )
+    report = job.execute_in_process(
+        asset_selection=[dg.AssetKey("drift_report")],
+        run_config={"ops": {"drift_report": {"config": {"window_rows": 300, "reference_rows": 1000}}}},
+        instance=instance,
+    )
+    [check] = report.get_asset_check_evaluations()
+    return {
+        "log": log.asset_materializations_for_node("inference_log")[0].metadata,
+        "report": report.output_for_node("drift_report"),
+        "check": check,
+    }
+
+
+def test_traffic_without_drift_is_logged_reported_and_triggers_nothing(monitored):
+    settings, server, defs, instance = monitored
+    _traffic(settings, server, shifted=False)
+    result = _sensor(defs, instance, None)
+    assert not result.run_requests and result.skip_reason.skip_message.startswith("no drift: drift share")
+    cursor = json.loads(result.cursor)
+    assert cursor["in_episode"] is False and sum(cursor["offsets"].values()) > 0
+    assert _sensor(defs, instance, result.cursor).skip_reason.skip_message.startswith("no new predictions")
+
+    done = _materialize(defs, instance)
+    assert done["log"]["rows"].value == 300 and done["log"]["rows_per_model_version"].value == {"1": 300}
+    report = done["report"]
+    assert report["drift_share"] <= 0.3 and report["model_version"] == "1"
+    assert report["prediction"]["column"] == "probability"
+    assert Path(report["report"]).stat().st_size > 10_000  # Evidently's HTML
+    assert done["check"].passed
+
+
+def test_drifted_traffic_requests_one_retrain_per_episode(monitored):
+    settings, server, defs, instance = monitored
+    _traffic(settings, server, shifted=False)
+    cursor = _sensor(defs, instance, None).cursor  # a fresh sensor; a window of unshifted rows: no drift
+
+    _traffic(settings, server, shifted=True)
+    result = _sensor(defs, instance, cursor)
+    [request] = result.run_requests
+    assert request.tags["mlops/trigger"] == "drift" and float(request.tags["mlops/drift_share"]) > 0.3
+    assert {"age", "hours_per_week", "sex"} <= set(request.tags["mlops/drifted_columns"].split(","))
+    assert defs.resolve_sensor_def("drift_sensor").job_name == "retrain_model"
+
+    _traffic(settings, server, shifted=True)
+    again = _sensor(defs, instance, result.cursor)
+    assert (
+        not again.run_requests
+        and "retrain already requested for this episode" in again.skip_reason.skip_message
+    )
+
+    done = _materialize(defs, instance)
+    assert done["report"]["drift_share"] > 0.3 and "age" in done["report"]["drifted_columns"]
+    assert not done["check"].passed and "limit 0.30" in done["check"].description
+
+    _traffic(settings, server, shifted=False)
+    calm = _sensor(defs, instance, again.cursor)
+    assert not calm.run_requests and json.loads(calm.cursor)["in_episode"] is False
+
+    # a new episode inside the cooldown is not retrained again
+    cooling = json.loads(calm.cursor)
+    cooling["last_request_at"] = dt.datetime.now(dt.UTC).timestamp()
+    _traffic(settings, server, shifted=True)
+    spec = settings.load_spec().model_copy(
+        update={
+            "monitoring": settings.load_spec().monitoring.model_copy(update={"retrain_cooldown_minutes": 30})
+        }
+    )
+    sensor = build_drift_sensor(settings, spec, build_retrain_job())
+    held = sensor(dg.build_sensor_context(instance=instance, cursor=json.dumps(cooling)))
+    assert not held.run_requests and "cooldown 1800 s" in held.skip_reason.skip_message
