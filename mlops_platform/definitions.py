@@ -75,6 +75,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_new_data_sensor(settings, data_pipeline),
             build_auto_deploy_sensor(deploy_model),
             build_drift_sensor(settings, spec, retrain_model),
+            dg.AutomationConditionSensorDefinition(
+                "monitoring_automation",
+                target=dg.AssetSelection.groups("monitoring"),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                description="Evaluates the monitoring assets' automation conditions (on by default).",
+            ),
         ],
         schedules=[
             build_daily_ingestion_schedule(settings, data_pipeline),

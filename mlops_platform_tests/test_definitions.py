@@ -50,7 +50,12 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
         if graph.get_check_spec(key).blocking
     }
     assert blocking >= GATES
-    assert {s.name for s in defs.sensors} == {"new_data_sensor", "auto_deploy_sensor", "drift_sensor"}
+    assert {s.name for s in defs.sensors} == {
+        "new_data_sensor",
+        "auto_deploy_sensor",
+        "drift_sensor",
+        "monitoring_automation",
+    }
     assert [n.name for n in defs.resolve_job_def("deploy_model").nodes] == ["canary_rollout"]
     assert {s.name for s in defs.schedules} == {"daily_ingestion_schedule", "weekly_retrain_schedule"}
     assert defs.resolve_job_def("data_pipeline") is not None

@@ -26,7 +26,9 @@ def build_retrain_job() -> UnresolvedAssetJobDefinition:
     """Rebuild the training set from what has landed, then train, evaluate, gate and register."""
     return dg.define_asset_job(
         RETRAIN_MODEL,
-        selection=dg.AssetSelection.assets("training_set").downstream(),
+        # monitoring reads training_set too, but is not part of a retrain
+        selection=dg.AssetSelection.assets("training_set").downstream()
+        - dg.AssetSelection.groups("monitoring"),
         description=(
             "Rematerialize training_set and everything down to registered_model_version; "
             "the blocking gates decide whether a new version is registered."
