@@ -105,7 +105,7 @@ def register_version(settings: Settings, seed: int) -> str:
 
     from mlops_platform.lib.evaluation import choose_threshold
     from mlops_platform.lib.model_artifact import save_artifact
-    from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY, TorchScriptClassifier, pyfunc_requirements
+    from mlops_platform.lib.pyfunc_model import log_pyfunc
     from mlops_platform.lib.training import predict_proba, train_model
     from mlops_platform.lib.training_params import TrainingParams
 
@@ -133,13 +133,7 @@ def register_version(settings: Settings, seed: int) -> str:
             outcome.net, outcome.encoder, meta, settings.models_dir / run.info.run_id / "model.pt"
         )
         example = validation[spec.features.all].head(3).astype({n: "float64" for n in spec.features.numeric})
-        logged = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=TorchScriptClassifier(),
-            artifacts={ARTIFACT_KEY: str(artifact)},
-            input_example=example,
-            pip_requirements=pyfunc_requirements(),
-        )
+        logged = log_pyfunc(artifact, example)
     return str(mlflow.register_model(logged.model_uri, spec.registered_model_name).version)
 
 

@@ -56,7 +56,7 @@ def register_version(settings: Settings, kind: str = "good", seed: int = 0, alia
     import mlflow
     from mlflow import MlflowClient
 
-    from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY, TorchScriptClassifier
+    from mlops_platform.lib.pyfunc_model import log_pyfunc
 
     spec = settings.load_spec()
     frame = adult_rows(spec, 3000, seed)
@@ -77,9 +77,7 @@ def register_version(settings: Settings, kind: str = "good", seed: int = 0, alia
     )
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"serving-test-{kind}"):
         artifact = save_artifact(net, outcome.encoder, meta, Path(settings.models_dir) / kind / f"{seed}.pt")
-        logged = mlflow.pyfunc.log_model(
-            name="model", python_model=TorchScriptClassifier(), artifacts={ARTIFACT_KEY: str(artifact)}
-        )
+        logged = log_pyfunc(artifact)
     version = str(mlflow.register_model(logged.model_uri, spec.registered_model_name).version)
     if alias:
         client.set_registered_model_alias(spec.registered_model_name, alias, version)

@@ -22,6 +22,17 @@ def pyfunc_requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "torch", "pandas", "numpy", "mlops_platform")]
 
 
+def log_pyfunc(artifact: Path, input_example: pd.DataFrame | None = None) -> "mlflow.models.model.ModelInfo":
+    """Log the TorchScript file as this pyfunc (`model`) in the active MLflow run."""
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=TorchScriptClassifier(),
+        artifacts={ARTIFACT_KEY: str(artifact)},
+        input_example=input_example,
+        pip_requirements=pyfunc_requirements(),
+    )
+
+
 class TorchScriptClassifier(mlflow.pyfunc.PythonModel):
     """`predict` returns the positive-class probability and the thresholded prediction."""
 

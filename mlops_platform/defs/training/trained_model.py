@@ -54,7 +54,7 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
 
         from mlops_platform.lib.evaluation import choose_threshold
         from mlops_platform.lib.model_artifact import save_artifact
-        from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY, TorchScriptClassifier, pyfunc_requirements
+        from mlops_platform.lib.pyfunc_model import log_pyfunc
         from mlops_platform.lib.training import choose_device, predict_proba, train_model
 
         train = training_set[training_set["split"] == "train"]
@@ -105,13 +105,7 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
             example = (
                 validation[spec.features.all].head(3).astype({n: "float64" for n in spec.features.numeric})
             )
-            logged = mlflow_api.pyfunc.log_model(
-                name="model",
-                python_model=TorchScriptClassifier(),
-                artifacts={ARTIFACT_KEY: str(artifact)},
-                input_example=example,
-                pip_requirements=pyfunc_requirements(),
-            )
+            logged = log_pyfunc(artifact, example)
             context.log.info(
                 f"trained on {device} for {len(outcome.history)} epochs (best {outcome.best_epoch}), "
                 f"threshold {threshold:.3f}; MLflow run {run.info.run_id}"
