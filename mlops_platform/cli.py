@@ -16,6 +16,8 @@ def _cmd_simulate_batches(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     spec = settings.load_spec()
+    if args.labels:
+        return _deliver_labels(settings)
     shifts = [Shift.parse(text) for text in args.shift]
     written = simulate_batches(
         spec, settings.landing_dir, days=args.days, shifts=shifts, reference=args.reference
@@ -24,6 +26,17 @@ def _cmd_simulate_batches(args: argparse.Namespace) -> int:
         print(f"landed {path}")
     if shifts:
         print("shifted: " + ", ".join(args.shift))
+    return 0
+
+
+def _deliver_labels(settings: Settings) -> int:
+    from mlops_platform.lib.ground_truth import deliver_labels
+    from mlops_platform.lib.inference_records import read_new_records
+
+    logged, _ = read_new_records(settings.inference_log_dir, {})
+    request_ids = logged["request_id"].tolist() if len(logged) else []
+    written = deliver_labels(settings.load_spec(), request_ids, settings.ground_truth_dir)
+    print(f"delivered labels: {written}" if written else "no served request is waiting for a label")
     return 0
 
 
@@ -120,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate-batches", help="write the next daily landing files from the demo source")
     sim.add_argument("--days", type=int, default=1, help="how many days to land (default 1)")
     sim.add_argument("--reference", action="store_true", help="land the whole reference period instead")
+    sim.add_argument(
+        "--labels",
+        action="store_true",
+        help="instead: deliver the ground truth of requests served so far (for live_performance)",
+    )
     sim.add_argument(
         "--shift",
         action="append",

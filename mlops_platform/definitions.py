@@ -20,7 +20,7 @@ from mlops_platform.defs.ingestion.checks import build_ingestion_checks
 from mlops_platform.defs.ingestion.schedules import build_daily_ingestion_schedule
 from mlops_platform.defs.ingestion.sensors import build_new_data_sensor
 from mlops_platform.defs.jobs import build_data_pipeline_job, build_retrain_job, build_weekly_retrain_schedule
-from mlops_platform.defs.monitoring.assets import build_monitoring_assets
+from mlops_platform.defs.monitoring.assets import build_live_performance_asset, build_monitoring_assets
 from mlops_platform.defs.monitoring.sensors import build_drift_sensor
 from mlops_platform.defs.registry.assets import build_registry_asset
 from mlops_platform.defs.training.evaluation import build_evaluation_asset
@@ -50,6 +50,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     retrain_model = build_retrain_job()
     deploy_model = build_deploy_job(spec)
     monitoring_assets, monitoring_checks = build_monitoring_assets(settings, spec)
+    live_performance, live_performance_check = build_live_performance_asset(settings, spec)
     return dg.Definitions(
         assets=[
             build_ingestion_assets(settings, spec),
@@ -61,6 +62,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             fairness_report,
             build_registry_asset(settings, spec),
             *monitoring_assets,
+            live_performance,
         ],
         asset_checks=[
             *build_ingestion_checks(settings, spec),
@@ -69,6 +71,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *evaluation_gates,
             fairness_gate,
             *monitoring_checks,
+            live_performance_check,
         ],
         jobs=[data_pipeline, retrain_model, deploy_model],
         sensors=[

@@ -130,6 +130,11 @@ class Settings(BaseModel):
         return self.home / "inference_log"
 
     @property
+    def ground_truth_dir(self) -> Path:
+        """Labels delivered later for served requests (`mlops simulate-batches --labels`)."""
+        return self.home / "ground_truth"
+
+    @property
     def dbt_target_dir(self) -> Path:
         """dbt's target folder (manifest, run results), kept out of the source tree."""
         return self.home / "dbt_target"

@@ -36,9 +36,13 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
         "registered_model_version": "registry",
         "inference_log": "monitoring",
         "drift_report": "monitoring",
+        "live_performance": "monitoring",
     }
     check_keys = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert check_keys >= GATES | {("drift_report", "drift_within_limits")}
+    assert check_keys >= GATES | {
+        ("drift_report", "drift_within_limits"),
+        ("live_performance", "live_performance_holds"),
+    }
     # dbt tests surface as checks on the dbt models
     assert {
         ("stg_records", "unique_stg_records_record_id"),

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from mlflow import MlflowClient
 
 from mlops_platform.definitions import build_definitions
 from mlops_platform.defs.jobs import build_retrain_job
 from mlops_platform.defs.monitoring.sensors import build_drift_sensor
 from mlops_platform.lib import warehouse
-from mlops_platform.lib.landing import Shift
+from mlops_platform.lib.ground_truth import deliver_labels, read_ground_truth, source_position
+from mlops_platform.lib.inference_records import read_new_records
+from mlops_platform.lib.landing import Shift, load_source
 from mlops_platform.lib.preprocessing import MISSING_CATEGORY
 from mlops_platform.lib.traffic import held_out_instances, send_traffic
 from mlops_platform.settings import Settings
@@ -162,3 +165,46 @@ def test_drifted_traffic_requests_one_retrain_per_episode(monitored):
     sensor = build_drift_sensor(settings, spec, build_retrain_job())
     held = sensor(dg.build_sensor_context(instance=instance, cursor=json.dumps(cooling)))
     assert not held.run_requests and "cooldown 1800 s" in held.skip_reason.skip_message
+
+
+def test_delayed_labels_give_live_performance_per_version(monitored, model_registry: Settings):
+    settings, server, defs, instance = monitored
+    spec = settings.load_spec()
+    _traffic(settings, server, shifted=False)
+    logged, _ = read_new_records(settings.inference_log_dir, {})
+    written = deliver_labels(spec, logged["request_id"].tolist(), settings.ground_truth_dir)
+    truth = read_ground_truth(settings.ground_truth_dir)
+    assert written is not None and sorted(truth["request_id"]) == sorted(logged["request_id"])
+    assert deliver_labels(spec, logged["request_id"].tolist(), settings.ground_truth_dir) is None  # once each
+    # the label is the source row's: the request id names the row
+    source = load_source(spec)
+    first = truth.iloc[0]
+    assert first["label"] == int(
+        source[spec.label.column].iloc[source_position(first["request_id"])] == spec.label.positive_class
+    )
+
+    client = MlflowClient(model_registry.tracking_uri, model_registry.tracking_uri)
+    job = defs.resolve_implicit_global_asset_job_def()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    job.execute_in_process(
+        asset_selection=[dg.AssetKey("inference_log")], partition_key=today, instance=instance
+    )
+
+    def live() -> tuple[dict, dg.AssetCheckEvaluation]:
+        result = job.execute_in_process(asset_selection=[dg.AssetKey("live_performance")], instance=instance)
+        [check] = result.get_asset_check_evaluations()
+        return result.output_for_node("live_performance"), check
+
+    client.set_model_version_tag(MODEL, "1", "metric.roc_auc", "0.60")
+    report, check = live()
+    entry = report["versions"]["1"]
+    assert entry["labelled_rows"] == len(logged) and entry["registered"] == {"roc_auc": 0.60}
+    assert 0.6 < entry["live"]["roc_auc"] <= 1.0 and check.passed
+
+    client.set_model_version_tag(MODEL, "1", "metric.roc_auc", "0.99")
+    _, check = live()
+    assert (
+        not check.passed
+        and "v1 roc_auc live" in check.description
+        and "registered 0.9900" in check.description
+    )

@@ -162,6 +162,18 @@ class MonitoringSpec(_Strict):
     min_window_rows: int = Field(300, ge=30)
     reference_rows: int = Field(2000, ge=100)
     retrain_cooldown_minutes: float = Field(60.0, ge=0.0)
+    min_labelled_rows: int = Field(100, ge=10)  # live_performance judges a version from this many
+    max_live_degradation: float = Field(0.05, ge=0.0)  # live metric below registration's by at most
+    live_metrics: list[str] = Field(default_factory=lambda: ["roc_auc"])
+
+    @model_validator(mode="after")
+    def _known_live_metrics(self) -> MonitoringSpec:
+        unknown = sorted(set(self.live_metrics) - set(CLASSIFICATION_METRICS))
+        if unknown:
+            raise ValueError(
+                f"live_metrics: unknown metric(s) {unknown}; known: {list(CLASSIFICATION_METRICS)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _window_holds_minimum(self) -> MonitoringSpec:

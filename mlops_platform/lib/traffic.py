@@ -19,19 +19,23 @@ import numpy as np
 import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.lib.ground_truth import request_id_for
 from mlops_platform.lib.landing import Shift, apply_shifts, load_source
 
 
 def held_out_instances(
     spec: DatasetSpec, rows: int, shifts: list[Shift] | None = None, seed: int = 0
-) -> list[dict]:
-    """`rows` feature dicts, typed by the spec, from the end of the shuffled source."""
+) -> list[tuple[int, dict]]:
+    """`rows` (source position, feature dict typed by the spec) from the end of the shuffled source.
+
+    The position names the row, so its ground truth can be delivered later (`lib/ground_truth.py`).
+    """
     source = load_source(spec)
     batch = source.iloc[len(source) - min(rows, len(source)) :]
     if shifts:
         batch = apply_shifts(batch, shifts, spec, seed=seed)
     instances = []
-    for record in batch[spec.features.all].to_dict("records"):
+    for position, record in zip(batch.index, batch[spec.features.all].to_dict("records"), strict=True):
         instance: dict[str, Any] = {}
         for name, value in record.items():
             if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
@@ -42,7 +46,7 @@ def held_out_instances(
                 instance[name] = float(value)
             else:
                 instance[name] = str(value)
-        instances.append(instance)
+        instances.append((int(position), instance))
     return instances
 
 
@@ -70,9 +74,15 @@ class TrafficReport:
 
 
 def send_traffic(
-    url: str, model_name: str, instances: list[dict], rate: float, duration: float, concurrency: int = 4
+    url: str,
+    model_name: str,
+    instances: list[tuple[int, dict]],
+    rate: float,
+    duration: float,
+    concurrency: int = 4,
 ) -> TrafficReport:
-    """POST one instance per request to `url`'s V1 endpoint, `rate` per second for `duration` s.
+    """POST one instance per request to `url`'s V1 endpoint, `rate` per second for `duration` s,
+    each with a request id that names its source row (`ground_truth.request_id_for`).
 
     Requests are scheduled at fixed times (`start + i / rate`) and shared by `concurrency`
     client threads, so a slow server lowers the achieved rate instead of piling requests up.
@@ -100,7 +110,12 @@ def send_traffic(
                     time.sleep(delay)
                 sent_at = time.perf_counter()
                 try:
-                    answer = client.post(endpoint, json={"instances": [instances[i % len(instances)]]})
+                    position, instance = instances[i % len(instances)]
+                    answer = client.post(
+                        endpoint,
+                        json={"instances": [instance]},
+                        headers={"x-request-id": request_id_for(position)},
+                    )
                 except httpx.HTTPError as exc:
                     with lock:
                         report.sent += 1

@@ -7,6 +7,7 @@ import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.lib.drift import PREDICTION
+from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.settings import Settings
 
 GROUP = "monitoring"
@@ -171,3 +172,108 @@ def build_monitoring_assets(
         )
 
     return [inference_log, drift_report], [drift_within_limits]
+
+
+def build_live_performance_asset(
+    settings: Settings, spec: DatasetSpec
+) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    monitoring = spec.monitoring
+
+    @dg.asset(
+        key="live_performance",
+        group_name=GROUP,
+        ins={"inference_log": dg.AssetIn()},
+        kinds={"mlflow"},
+        automation_condition=dg.AutomationCondition.on_cron("30 * * * *"),
+        description=(
+            "Metrics per served model version on the predictions whose ground truth has arrived "
+            "(delayed labels joined to inference_log by request id), next to the metrics the version "
+            "was registered with. Refreshed hourly by declarative automation."
+        ),
+    )
+    def live_performance(
+        context: dg.AssetExecutionContext, inference_log: pd.DataFrame, mlflow: MlflowTracking
+    ) -> dg.Output[dict]:
+        from mlops_platform.lib.evaluation import classification_metrics
+        from mlops_platform.lib.ground_truth import read_ground_truth
+        from mlops_platform.lib.model_artifact import load_artifact
+        from mlops_platform.serving.revisions import fetch_artifact
+
+        labelled = inference_log.merge(read_ground_truth(settings.ground_truth_dir), on="request_id")
+        client = mlflow.client()
+        versions: dict[str, dict] = {}
+        for version, rows in labelled.groupby("model_version"):
+            entry: dict = {"labelled_rows": len(rows)}
+            registered = client.get_model_version(spec.registered_model_name, str(version)).tags
+            entry["registered"] = {
+                m: float(registered[f"metric.{m}"])
+                for m in monitoring.live_metrics
+                if f"metric.{m}" in registered
+            }
+            if len(rows) >= monitoring.min_labelled_rows and rows["label"].nunique() == 2:
+                artifact = fetch_artifact(
+                    settings.tracking_uri,
+                    spec.registered_model_name,
+                    str(version),
+                    settings.serving_dir / "models",
+                )
+                threshold = load_artifact(artifact).threshold
+                entry["live"] = classification_metrics(
+                    rows["label"].to_numpy(), rows["probability"].to_numpy(), threshold
+                )
+            versions[str(version)] = entry
+        context.log.info(
+            f"labelled predictions per version: { {v: e['labelled_rows'] for v, e in versions.items()} }"
+        )
+        table = "\n".join(
+            ["| version | labelled | metric | live | registered |", "|---|---|---|---|---|"]
+            + [
+                f"| {v} | {e['labelled_rows']} | {m} | {e['live'][m]:.4f} "
+                f"| {e['registered'].get(m, float('nan')):.4f} |"
+                for v, e in versions.items()
+                if "live" in e
+                for m in monitoring.live_metrics
+            ]
+        )
+        return dg.Output(
+            {"versions": versions, "labelled_rows": len(labelled)},
+            metadata={
+                "labelled_rows": dg.MetadataValue.int(len(labelled)),
+                "served_rows": dg.MetadataValue.int(len(inference_log)),
+                "versions": dg.MetadataValue.md(table),
+            },
+        )
+
+    @dg.asset_check(
+        asset="live_performance",
+        name="live_performance_holds",
+        description=(
+            f"For each version with at least {monitoring.min_labelled_rows} labelled predictions: "
+            f"{', '.join(monitoring.live_metrics)} live at most {monitoring.max_live_degradation} below "
+            "the value the version was registered with."
+        ),
+    )
+    def live_performance_holds(live_performance: dict) -> dg.AssetCheckResult:
+        judged, failures = [], []
+        for version, entry in live_performance["versions"].items():
+            if "live" not in entry:
+                continue
+            for metric, registered in entry["registered"].items():
+                live = entry["live"][metric]
+                judged.append(f"v{version} {metric} {live:.4f} (registered {registered:.4f})")
+                if live < registered - monitoring.max_live_degradation:
+                    failures.append(
+                        f"v{version} {metric} live {live:.4f} < registered {registered:.4f} - "
+                        f"{monitoring.max_live_degradation} ({entry['labelled_rows']} labelled predictions)"
+                    )
+        description = (
+            "; ".join(failures) if failures else ("; ".join(judged) or "no version has enough labels yet")
+        )
+        return dg.AssetCheckResult(
+            passed=not failures,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=description,
+            metadata={"versions_judged": dg.MetadataValue.int(len({j.split()[0] for j in judged}))},
+        )
+
+    return live_performance, live_performance_holds
