@@ -62,6 +62,7 @@ class FeatureEncoder:
         for j, (name, vocabulary) in enumerate(zip(self.categorical, self.vocabularies, strict=True)):
             lookup = {value: i + 1 for i, value in enumerate(vocabulary)}
             column = frame[name]
+            missing = lookup.get(MISSING_CATEGORY, UNKNOWN_INDEX)
             if (
                 (column.dtype == object or isinstance(column.dtype, pd.StringDtype))
                 and _MISSING_AS_STR.isdisjoint(lookup)
@@ -69,10 +70,10 @@ class FeatureEncoder:
             ):
                 codes, distinct = pd.factorize(column.to_numpy() if column.dtype == object else column)
                 table = [lookup.get(value, UNKNOWN_INDEX) for value in distinct]
-                indices[:, j] = np.array([*table, UNKNOWN_INDEX], dtype=np.int64)[codes]  # -1: missing
+                indices[:, j] = np.array([*table, missing], dtype=np.int64)[codes]  # code -1: missing
             else:
                 indices[:, j] = column.astype(str).map(lookup).fillna(UNKNOWN_INDEX).to_numpy(dtype=np.int64)
-            indices[column.isna().to_numpy(), j] = lookup.get(MISSING_CATEGORY, UNKNOWN_INDEX)
+                indices[column.isna().to_numpy(), j] = missing
         return indices
 
     def to_json(self) -> str:
