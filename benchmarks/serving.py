@@ -101,13 +101,13 @@ def register_version(settings: Settings, seed: int) -> str:
     """Train a small network on Adult and register it as `trained_model` would; returns the version."""
     import mlflow
     import pandas as pd
-    from mlflow import MlflowClient
 
     from mlops_platform.lib.evaluation import choose_threshold
     from mlops_platform.lib.model_artifact import save_artifact
     from mlops_platform.lib.pyfunc_model import log_pyfunc
     from mlops_platform.lib.training import predict_proba, train_model
     from mlops_platform.lib.training_params import TrainingParams
+    from mlops_platform.resources.mlflow import MlflowTracking
 
     spec = settings.load_spec()
     frame = pd.read_csv(spec.source.path).sample(n=6000, random_state=seed).reset_index(drop=True)
@@ -119,16 +119,12 @@ def register_version(settings: Settings, seed: int) -> str:
         validation["label"].to_numpy(), predict_proba(outcome.net, outcome.encoder, validation)
     )
     meta = {"threshold": threshold, "dataset": spec.name, "features": spec.features.all}
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
-    experiment = client.get_experiment_by_name("serving-benchmark")
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else client.create_experiment("serving-benchmark", Path(settings.artifact_root).as_uri())
+    tracking = MlflowTracking(
+        tracking_uri=settings.tracking_uri,
+        artifact_root=settings.artifact_root,
+        experiment="serving-benchmark",
     )
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"benchmark-{seed}") as run:
+    with tracking.start_run(f"benchmark-{seed}", tags={}) as run:
         artifact = save_artifact(
             outcome.net, outcome.encoder, meta, settings.models_dir / run.info.run_id / "model.pt"
         )

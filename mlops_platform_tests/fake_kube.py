@@ -35,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from mlops_platform.lib.inference_service import merge_patch
+
 ISVC_PATH = re.compile(
     r"^/apis/serving\.kserve\.io/v1beta1/namespaces/(?P<ns>[^/]+)/inferenceservices(?:/(?P<name>[^/]+))?$"
 )
@@ -74,19 +76,6 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def json_patch(target: Any, operations: list[dict[str, Any]]) -> Any:
@@ -237,7 +226,7 @@ class FakeKubeApiServer:
         if method == "PATCH":
             current = self._existing(key)
             if content_type == "application/merge-patch+json":
-                patched = merge_patch(current, body)
+                patched = merge_patch(copy.deepcopy(current), body)  # the library's RFC 7386 patch
             elif content_type == "application/json-patch+json":
                 patched = json_patch(current, body)
             else:

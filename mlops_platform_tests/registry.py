@@ -54,9 +54,9 @@ def adult_rows(spec: DatasetSpec, rows: int, seed: int = 0) -> pd.DataFrame:
 def register_version(settings: Settings, kind: str = "good", seed: int = 0, alias: str | None = None) -> str:
     """Train, save, log and register one version; returns its version number."""
     import mlflow
-    from mlflow import MlflowClient
 
     from mlops_platform.lib.pyfunc_model import log_pyfunc
+    from mlops_platform.resources.mlflow import MlflowTracking
 
     spec = settings.load_spec()
     frame = adult_rows(spec, 3000, seed)
@@ -66,19 +66,13 @@ def register_version(settings: Settings, kind: str = "good", seed: int = 0, alia
     )
     net = {"good": outcome.net, "failing": _Failing(outcome.net), "slow": _Slow(outcome.net)}[kind]
     meta = {"threshold": 0.4, "dataset": spec.name, "features": spec.features.all, "kind": kind}
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
-    experiment = client.get_experiment_by_name("serving-tests")
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else client.create_experiment("serving-tests", Path(settings.artifact_root).as_uri())
+    tracking = MlflowTracking(
+        tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root, experiment="serving-tests"
     )
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"serving-test-{kind}"):
+    with tracking.start_run(f"serving-test-{kind}", tags={}):
         artifact = save_artifact(net, outcome.encoder, meta, Path(settings.models_dir) / kind / f"{seed}.pt")
         logged = log_pyfunc(artifact)
     version = str(mlflow.register_model(logged.model_uri, spec.registered_model_name).version)
     if alias:
-        client.set_registered_model_alias(spec.registered_model_name, alias, version)
+        tracking.client().set_registered_model_alias(spec.registered_model_name, alias, version)
     return version

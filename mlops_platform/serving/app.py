@@ -143,7 +143,6 @@ class Gateway:
                 stable=loaded[state.rolled_out_version],
                 canary=loaded.get(state.canary_version) if state.canary_version else None,
                 canary_percent=state.canary_percent,
-                generation=state.generation,
             )
             if state.rolled_out_version
             else None

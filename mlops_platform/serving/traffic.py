@@ -84,7 +84,6 @@ class Split:
     stable: object  # a Revision
     canary: object | None
     canary_percent: int
-    generation: int
 
     def pick(self) -> tuple[object, str]:
         if self.canary is not None and random.random() * 100.0 < self.canary_percent:
