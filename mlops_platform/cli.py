@@ -115,18 +115,32 @@ def _cmd_simulate_traffic(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from mlops_platform.demo import run_demo
+    from mlops_platform.demo import DemoOptions, run_demo
 
-    return run_demo(batches=args.batches)
+    return run_demo(
+        DemoOptions(
+            batches=args.batches, drifted_days=args.drifted_days, rate=args.rate, wait_seconds=args.wait
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="land the demo data and run the lifecycle on embedded defaults")
+    demo = sub.add_parser(
+        "demo",
+        help="the whole lifecycle on embedded defaults: data, v1, serving, drift, retrain, canary to v2",
+    )
     demo.add_argument(
-        "--batches", type=int, default=3, help="daily batches to land after the reference period"
+        "--batches", type=int, default=3, help="daily batches landed before the first model (default 3)"
+    )
+    demo.add_argument(
+        "--drifted-days", type=int, default=3, help="days landed with the spec's demo_drift (default 3)"
+    )
+    demo.add_argument("--rate", type=float, default=100.0, help="client requests per second (default 100)")
+    demo.add_argument(
+        "--wait", type=float, default=900.0, help="longest wait for any one step of the platform (s)"
     )
     demo.set_defaults(func=_cmd_demo)
 

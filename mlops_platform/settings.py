@@ -12,6 +12,7 @@ data directory, `MLOPS_HOME`, so nothing lands in whatever folder the user stand
 | `MLOPS_MLFLOW_TRACKING_URI` | `sqlite:///$MLOPS_HOME/mlflow/mlflow.db` | MLflow tracking + registry |
 | `MLOPS_MLFLOW_ARTIFACT_ROOT` | `$MLOPS_HOME/mlflow/artifacts` | where new experiments keep artifacts |
 | `MLOPS_DBT_EXECUTABLE` | `<venv>/dbt/bin/dbt`, else `dbt` on PATH | dbt, installed in its own environment |
+| `MLOPS_EXECUTOR` | `in_process` | a run's steps: `in_process`, or `multiprocess` (a process each) |
 | `MLOPS_SERVING_BACKEND` | `local` | `local` (the `mlops serve` gateway) or `kserve` (an InferenceService) |
 | `MLOPS_SERVING_URL` | `http://127.0.0.1:8080` | the local gateway the deploy job drives |
 | `MLOPS_KSERVE_NAME`, `MLOPS_KSERVE_NAMESPACE` | -, `default` | the InferenceService (kserve backend) |
@@ -57,6 +58,7 @@ class Settings(BaseModel):
     dbt_executable: str = Field(default_factory=default_dbt_executable)
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: str | None = None
+    executor: Literal["in_process", "multiprocess"] = "in_process"
     serving_backend: Literal["local", "kserve"] = "local"
     serving_url: str = "http://127.0.0.1:8080"
     kserve: dict[str, str] = Field(default_factory=dict)  # MLOPS_KSERVE_* without the prefix, lower-cased
@@ -74,6 +76,7 @@ class Settings(BaseModel):
             dbt_executable=env.get("MLOPS_DBT_EXECUTABLE") or default_dbt_executable(),
             mlflow_tracking_uri=env.get("MLOPS_MLFLOW_TRACKING_URI") or None,
             mlflow_artifact_root=env.get("MLOPS_MLFLOW_ARTIFACT_ROOT") or None,
+            executor=env.get("MLOPS_EXECUTOR", "in_process"),
             serving_backend=env.get("MLOPS_SERVING_BACKEND", "local"),
             serving_url=env.get("MLOPS_SERVING_URL", "http://127.0.0.1:8080"),
             kserve={
@@ -82,6 +85,26 @@ class Settings(BaseModel):
                 if k.startswith("MLOPS_KSERVE_")
             },
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The `MLOPS_*` variables that give a child process these settings (`from_env`'s inverse),
+        with MLflow's own URI variables pinned: `mlflow.set_tracking_uri` exports them to children."""
+        env = {
+            "MLOPS_HOME": str(self.home),
+            "MLOPS_DATASET_SPEC": str(self.dataset_spec_path),
+            "MLOPS_FEAST_ONLINE_STORE": self.feast_online_store,
+            "MLOPS_REDIS_URL": self.redis_url,
+            "MLOPS_DBT_EXECUTABLE": self.dbt_executable,
+            "MLOPS_MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLOPS_MLFLOW_ARTIFACT_ROOT": self.artifact_root,
+            "MLOPS_EXECUTOR": self.executor,
+            "MLOPS_SERVING_BACKEND": self.serving_backend,
+            "MLOPS_SERVING_URL": self.serving_url,
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_REGISTRY_URI": self.tracking_uri,
+        }
+        env.update({f"MLOPS_KSERVE_{key.upper()}": value for key, value in self.kserve.items()})
+        return env
 
     def load_spec(self) -> DatasetSpec:
         return load_spec(self.dataset_spec_path)
@@ -123,6 +146,11 @@ class Settings(BaseModel):
     def serving_dir(self) -> Path:
         """The model server's state: traffic split, admin token, model cache, worker reports."""
         return self.home / "serving"
+
+    @property
+    def validations_dir(self) -> Path:
+        """Great Expectations outcomes per landing file, keyed by its content (`lib/ingestion.py`)."""
+        return self.home / "validations"
 
     @property
     def inference_log_dir(self) -> Path:

@@ -30,7 +30,7 @@ def sensor_settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def model_registry(tmp_path_factory) -> Settings:
     """An MLflow registry with real versions of the small Adult model: v1 (alias champion) and
-    v2 are good; v3 fails on every request; v4 is v2's network burning ~30 ms per model call
+    v2 are good; v3 fails on every request; v4 is v2's network burning ~50 ms per model call
     (see registry.py)."""
     from mlops_platform_tests.registry import register_version
 
@@ -59,8 +59,7 @@ def cli_env(adult_settings: Settings, tmp_path: Path) -> dict[str, str]:
     venv_bin = str(Path(os.sys.executable).parent)
     return {
         **os.environ,
+        **adult_settings.to_env(),
         "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
-        "MLOPS_HOME": str(adult_settings.home),
-        "MLOPS_DATASET_SPEC": str(adult_settings.dataset_spec_path),
         "DAGSTER_HOME": str(dagster_home),
     }

@@ -2,8 +2,9 @@
 
 Trains the real network on a slice of Adult (a few seconds), writes the real TorchScript
 artifact, logs it as the same pyfunc `trained_model` logs and registers it. `kind` makes
-deliberately broken versions: `failing` raises on every request, `slow` burns ~30 ms of CPU
-per request; both are still real TorchScript files served by the real server.
+deliberately broken versions: `failing` raises on every request, `slow` burns ~50 ms of CPU
+per request (100 times the real model's call here); both are still real TorchScript files
+served by the real server.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ class _Slow(_Failing):
     @torch.jit.export
     def predict_proba(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         # depends on the input, so freezing the module at load cannot fold it into a constant
-        x = torch.ones(256, 256) + torch.nan_to_num(numeric).sum() * 0.0
-        for _ in range(24):
-            x = torch.tanh(x @ x / 256.0)
+        x = torch.ones(512, 512) + torch.nan_to_num(numeric).sum() * 0.0
+        for _ in range(48):
+            x = torch.tanh(x @ x / 512.0)
         return torch.sigmoid(self.inner(numeric, categorical)) + x[0, 0] * 0.0
 
 
@@ -52,14 +53,16 @@ def adult_rows(spec: DatasetSpec, rows: int, seed: int = 0) -> pd.DataFrame:
 
 
 def register_version(settings: Settings, kind: str = "good", seed: int = 0, alias: str | None = None) -> str:
-    """Train, save, log and register one version; returns its version number."""
+    """Train, save, log and register one version; returns its version number. Every version
+    learns from the same 3,000 rows; `seed` changes the initialization and the batch order, so
+    two good versions differ as two retrains of one dataset do."""
     import mlflow
 
     from mlops_platform.lib.pyfunc_model import log_pyfunc
     from mlops_platform.resources.mlflow import MlflowTracking
 
     spec = settings.load_spec()
-    frame = adult_rows(spec, 3000, seed)
+    frame = adult_rows(spec, 3000)
     params = TrainingParams(hidden_sizes=[32], epochs=10, seed=seed)
     outcome = train_model(
         frame.iloc[:2400], frame.iloc[2400:], spec.features.numeric, spec.features.categorical, params

@@ -1,18 +1,15 @@
-"""Start the real `mlops serve` in a subprocess on a free loopback port, and stop it cleanly."""
+"""The real `mlops serve` on a free loopback port, with admin helpers for tests."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from mlops_platform.local_processes import LocalProcess, start_model_server
 from mlops_platform.settings import Settings
 
 ROW = {
@@ -41,9 +38,12 @@ def free_port() -> int:
 @dataclass
 class RunningServer:
     url: str
-    process: subprocess.Popen
+    local: LocalProcess
     settings: Settings
-    log_path: Path
+
+    @property
+    def log_path(self) -> Path:
+        return self.local.log_path
 
     @property
     def token(self) -> str:
@@ -72,68 +72,12 @@ class RunningServer:
         return report
 
     def stop(self, timeout: float = 60) -> int:
-        """SIGTERM to the process group (uvicorn's parent and workers), as a clean stop."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        return self.process.returncode
+        return self.local.stop(timeout)
 
 
-def start_server(settings: Settings, workers: int = 2, *args: str, timeout: float = 90) -> RunningServer:
+def start_server(settings: Settings, workers: int = 2, *args: str) -> RunningServer:
+    """The real `mlops serve` on a free loopback port (`local_processes.start_model_server`)."""
     port = free_port()
-    env = {
-        **os.environ,
-        "MLOPS_HOME": str(settings.home),
-        "MLOPS_DATASET_SPEC": str(settings.dataset_spec_path),
-        "MLOPS_MLFLOW_TRACKING_URI": settings.tracking_uri,
-        # mlflow.set_tracking_uri in earlier in-process tests exports these; never inherit them
-        "MLFLOW_TRACKING_URI": settings.tracking_uri,
-        "MLFLOW_REGISTRY_URI": settings.tracking_uri,
-    }
-    log_path = settings.home / f"server-{port}.log"
-    settings.home.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlops_platform.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                *args,
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = RunningServer(f"http://127.0.0.1:{port}", process, settings, log_path)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlops serve exited {process.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{server.url}/v2/health/live", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"mlops serve did not start in {timeout} s:\n{log_path.read_text()}")
-        time.sleep(0.2)
-    # every worker has started once each one has reported the traffic generation it applied
-    while (
-        len(list((settings.serving_dir / "workers").glob("*.json"))) < workers
-        and settings.serving_dir.joinpath("traffic.json").exists()
-    ):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"workers did not report in {timeout} s:\n{log_path.read_text()}")
-        time.sleep(0.2)
-    return server
+    return RunningServer(
+        f"http://127.0.0.1:{port}", start_model_server(settings, port, workers, args), settings
+    )

@@ -11,6 +11,8 @@ from mlops_platform.lib.canary_analysis import (
     compare,
     merge_sparse_bins,
     parse_metrics,
+    population_stability_index,
+    prediction_shift,
 )
 
 EXPOSITION = """
@@ -88,3 +90,38 @@ def test_sparse_bins_are_merged_until_each_expects_five_rows():
     assert merged.sum(axis=1).tolist() == table.sum(axis=1).tolist()  # nothing lost
     share = table[0].sum() / table.sum()
     assert (merged.sum(axis=0) * share >= 5).all()
+
+
+def test_short_windows_of_one_distribution_do_not_read_as_a_shift():
+    """100 canary rows against 900 stable ones, both drawn from the same 20-bucket histogram: the
+    raw PSI is mostly sampling noise; the judged one is net of it and no step fails on it."""
+    rng = np.random.default_rng(0)
+    weights = np.exp(-(((np.arange(20) - 6) / 4) ** 2))
+    labels = [f"{0.05 * (i + 1):.2f}" for i in range(20)]
+    raw, net, failed = [], [], 0
+    for _ in range(300):
+        windows = []
+        for n in (100, 900):
+            counts = rng.multinomial(n, weights / weights.sum()).astype(float)
+            windows.append(
+                VersionWindow(n, 0, {0.002: n, math.inf: n}, {}, dict(zip(labels, counts, strict=True)))
+            )
+        canary, stable = windows
+        table = merge_sparse_bins(
+            np.array(
+                [
+                    [canary.prediction_buckets[b] for b in labels],
+                    [stable.prediction_buckets[b] for b in labels],
+                ]
+            )
+        )
+        raw.append(population_stability_index(table[1], table[0]))
+        net.append(prediction_shift(canary, stable)[1])
+        failed += not compare(canary, stable, AnalysisPolicy(min_samples=100)).passed
+    assert np.mean(raw) > 0.05  # what a threshold on the raw PSI would be fighting
+    assert np.mean(net) < 0.02 and failed <= 3  # at most 1 %, the chi-square level
+    assert (
+        compare(_window(100, shift=0.4), _window(900), AnalysisPolicy(min_samples=100))
+        .reasons[0]
+        .startswith("prediction distribution shifted")
+    )  # a real shift still fails on a short step

@@ -126,3 +126,26 @@ def test_a_missing_landing_file_fails_with_what_to_do(adult_settings, instance):
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "mlops simulate-batches" in str(failure.event_specific_data.error)
+
+
+def test_suite_outcomes_are_reused_only_while_the_file_is_unchanged(adult_settings, monkeypatch):
+    from mlops_platform.lib import ingestion
+
+    day = land_reference(adult_settings)[0]
+    spec, folder = adult_settings.load_spec(), adult_settings.validations_dir
+    first = ingestion.ingest_day(adult_settings.landing_dir, spec, day, folder)
+    assert first.validation.success and len(list(folder.glob(f"{day}-*.pickle"))) == 1
+
+    def no_second_run(*args: object) -> None:
+        raise AssertionError("Great Expectations ran again on an unchanged file")
+
+    monkeypatch.setattr(ingestion, "validate_batch", no_second_run)
+    again = ingestion.ingest_day(adult_settings.landing_dir, spec, day, folder)
+    assert again.validation.row_reasons.equals(first.validation.row_reasons)
+
+    monkeypatch.undo()
+    column = spec.features.numeric[0]
+    corrupt_landing_file(adult_settings, day, {(0, column): "not a number"})
+    changed = ingestion.ingest_day(adult_settings.landing_dir, spec, day, folder)
+    assert column in changed.validation.row_reasons.iloc[0] and len(changed.quarantined) == 1
+    assert len(list(folder.glob(f"{day}-*.pickle"))) == 1  # the outcome of the old file is gone

@@ -43,6 +43,11 @@ def test_shipped_adult_spec_loads_and_resolves_its_source():
         (lambda r: r["sensitive_attributes"][0].update(max_gaps={"parity": 0.1}), "max_gaps"),
         (lambda r: r["sensitive_attributes"].append({"column": "sex", "bins": [1]}), "sensitive_attributes"),
         (lambda r: r["columns"].update(record_id={"type": "categorical"}), "record_id"),
+        (lambda r: r["simulation"].update(demo_drift=["salary=+5"]), "simulation.demo_drift.0"),
+        (lambda r: r["simulation"].update(demo_drift=["age"]), "simulation.demo_drift.0"),
+        (lambda r: r["deployment"].update(canary_steps=[10, 50]), "canary_steps"),
+        (lambda r: r["deployment"]["analysis"].update(max_latency=2.0), "unknown threshold"),
+        (lambda r: r["monitoring"].update(sensor_interval_seconds=1), "sensor_interval_seconds"),
     ],
 )
 def test_an_invalid_spec_fails_at_load_naming_the_field(tmp_path, mutate, named):

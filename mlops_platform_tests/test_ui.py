@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -11,17 +10,12 @@ import urllib.request
 import pytest
 
 from mlops_platform_tests.pipeline import DATA_HALF
+from mlops_platform_tests.serving import free_port
 
 pytestmark = pytest.mark.slow
 
 QUERY = """{ assetNodes { assetKey { path } groupName
   assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _graphql(port: int, query: str) -> dict:
@@ -36,7 +30,7 @@ def _graphql(port: int, query: str) -> dict:
 
 def test_dagster_dev_shows_the_data_half_with_its_checks(cli_env, adult_settings):
     adult_settings.home.mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         ["dagster", "dev", "-m", "mlops_platform", "-h", "127.0.0.1", "-p", str(port)],
         env=cli_env,

@@ -126,6 +126,9 @@ class SimulationSpec(_Strict):
     reference_days: int = Field(30, ge=1)
     rows_per_day: int = Field(1000, ge=1)
     seed: int = 0
+    # how `mlops demo` moves the data it lands after the first model, and its traffic:
+    # `simulate-batches --shift` syntax (NUM=+15, CAT=VALUE:0.8)
+    demo_drift: list[str] = Field(default_factory=list)
 
 
 class GateSpec(_Strict):
@@ -158,6 +161,7 @@ class MonitoringSpec(_Strict):
     compared with the training data once at least `min_window_rows` arrived; after requesting a
     retrain it waits for the drift episode to end and at least `retrain_cooldown_minutes`."""
 
+    sensor_interval_seconds: int = Field(60, ge=5)  # how often drift_sensor looks at new predictions
     window_rows: int = Field(1000, ge=50)
     min_window_rows: int = Field(300, ge=30)
     reference_rows: int = Field(2000, ge=100)
@@ -182,6 +186,40 @@ class MonitoringSpec(_Strict):
         return self
 
 
+class DeploymentSpec(_Strict):
+    """The defaults of `deploy_model`'s canary (a run's config can override them): the traffic
+    steps, how long each one dwells at least, how long it may wait for enough requests, and
+    the analysis thresholds (`AnalysisPolicy` in `lib/canary_analysis.py`, whose defaults apply
+    to any threshold not named here)."""
+
+    canary_steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
+    dwell_seconds: float = Field(30.0, ge=0.0)
+    max_wait_seconds: float = Field(300.0, ge=0.0)
+    analysis: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _steps_end_at_full_traffic(self) -> DeploymentSpec:
+        steps = self.canary_steps
+        if (
+            not steps
+            or steps[-1] != 100
+            or any(not 0 < s <= 100 for s in steps)
+            or steps != sorted(set(steps))
+        ):
+            raise ValueError(f"canary_steps {steps}: increasing percents in (0, 100], the last one 100")
+        return self
+
+    @model_validator(mode="after")
+    def _known_thresholds(self) -> DeploymentSpec:
+        from mlops_platform.lib.canary_analysis import AnalysisPolicy
+
+        known = set(AnalysisPolicy.__dataclass_fields__)
+        unknown = sorted(set(self.analysis) - known)
+        if unknown:
+            raise ValueError(f"analysis: unknown threshold(s) {unknown}; known: {sorted(known)}")
+        return self
+
+
 class DatasetSpec(_Strict):
     """A dataset, fully described: the one input every asset is built from."""
 
@@ -198,6 +236,7 @@ class DatasetSpec(_Strict):
     simulation: SimulationSpec
     gates: GateSpec = GateSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    deployment: DeploymentSpec = DeploymentSpec()
 
     @property
     def registered_model_name(self) -> str:
@@ -235,6 +274,14 @@ class DatasetSpec(_Strict):
             self._require_column(f"sensitive_attributes.{i}.column", attr.column)
             if attr.bins is not None and not self.columns[attr.column].is_numeric:
                 raise ValueError(f"sensitive_attributes.{i}.bins: {attr.column!r} is not numeric")
+        from mlops_platform.lib.landing import Shift
+
+        for i, text in enumerate(self.simulation.demo_drift):
+            try:
+                column = Shift.parse(text).column
+            except ValueError as exc:
+                raise ValueError(f"simulation.demo_drift.{i}: {exc}") from None
+            self._require_column(f"simulation.demo_drift.{i}", column)
         if self.source.id_column is not None:
             self._require_column("source.id_column", self.source.id_column)
         if self.source.timestamp_column is not None:

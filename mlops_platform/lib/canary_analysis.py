@@ -13,7 +13,10 @@ the end of a step give what each version served during the step; `compare` then 
 - predictions: the canary's probability histogram against the stable one, chi-square test of
   homogeneity and population stability index (over buckets merged until each expects at
   least 5 rows of either version); fails when the shift is both significant
-  (`p < prediction_alpha`) and large (`PSI > max_prediction_psi`).
+  (`p < prediction_alpha`) and large (`PSI > max_prediction_psi`). The PSI judged is net of
+  sampling noise: two samples of one distribution in k buckets show a PSI of about
+  (k - 1)(1/n_canary + 1/n_stable) (0.09 for 100 canary rows in 10 buckets), which is subtracted,
+  so a short step does not read noise as a shift.
 
 No verdict is given before each version has `min_samples` requests in the window.
 """
@@ -166,9 +169,17 @@ def merge_sparse_bins(table: np.ndarray, min_expected: float = 5.0) -> np.ndarra
     return np.array(merged).T
 
 
+def sampling_noise_psi(table: np.ndarray) -> float:
+    """The PSI two samples of one distribution show by chance, for a 2 x k table of counts:
+    n_eff x PSI is asymptotically chi-square with k - 1 degrees of freedom (PSI is the symmetric
+    KL divergence, whose second-order term is the chi-square statistic over n_eff)."""
+    n_canary, n_stable = table.sum(axis=1)
+    return float((table.shape[1] - 1) * (1.0 / n_canary + 1.0 / n_stable))
+
+
 def prediction_shift(canary: VersionWindow, stable: VersionWindow) -> tuple[float, float]:
-    """(chi-square p-value, PSI) of the canary's probability histogram against the stable one,
-    over probability buckets merged until each is well filled."""
+    """(chi-square p-value, PSI net of sampling noise, never below 0) of the canary's probability
+    histogram against the stable one, over probability buckets merged until each is well filled."""
     from scipy.stats import chi2_contingency
 
     buckets = sorted(set(canary.prediction_buckets) | set(stable.prediction_buckets), key=float)
@@ -184,7 +195,8 @@ def prediction_shift(canary: VersionWindow, stable: VersionWindow) -> tuple[floa
     if table.shape[1] < 2:
         return 1.0, 0.0
     p_value = float(chi2_contingency(table).pvalue)
-    return p_value, population_stability_index(table[1], table[0])
+    psi = population_stability_index(table[1], table[0]) - sampling_noise_psi(table)
+    return p_value, max(float(psi), 0.0)
 
 
 def has_enough_samples(canary: VersionWindow, stable: VersionWindow, policy: AnalysisPolicy) -> bool:

@@ -73,6 +73,116 @@ class TrafficReport:
         }
 
 
+class TrafficSender:
+    """POST one instance per request to a server's V1 endpoint at a steady `rate` from
+    `concurrency` background threads, each request with an id naming its source row
+    (`ground_truth.request_id_for`), until `limit` requests were sent or `stop()`.
+
+    Requests are scheduled at fixed times (`start + i / rate`), so a slow server lowers the
+    achieved rate instead of piling requests up. `switch()` swaps the rows mid-stream (traffic
+    that starts to drift) and returns the report of the phase that ended.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        instances: list[tuple[int, dict]],
+        rate: float,
+        concurrency: int = 4,
+        limit: int | None = None,
+    ) -> None:
+        if rate <= 0 or not instances:
+            raise ValueError("rate must be positive, and there must be rows to send")
+        self.endpoint = f"{url.rstrip('/')}/v1/models/{model_name}:predict"
+        self.rate, self.limit = rate, limit
+        self._instances = instances
+        self._report = TrafficReport()
+        self._lock = threading.Lock()
+        self._next = 0
+        self._stopped = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._client_loop, daemon=True) for _ in range(max(1, concurrency))
+        ]
+        self._start = self._phase_start = 0.0
+
+    def start(self) -> TrafficSender:
+        self._start = self._phase_start = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def switch(self, instances: list[tuple[int, dict]]) -> TrafficReport:
+        """Send `instances` from now on; returns the report of the rows sent so far."""
+        with self._lock:
+            ended, self._report, self._instances = self._report, TrafficReport(), instances
+            now = time.monotonic()
+            ended.seconds, self._phase_start = now - self._phase_start, now
+        return ended
+
+    @property
+    def phase_seconds(self) -> float:
+        """Seconds since `start()` or the last `switch()`."""
+        return time.monotonic() - self._phase_start
+
+    def wait(self) -> TrafficReport:
+        """Wait until `limit` requests were sent (or `stop()`); the last phase's report."""
+        for thread in self._threads:
+            thread.join()
+        with self._lock:
+            self._report.seconds = time.monotonic() - self._phase_start
+            return self._report
+
+    def stop(self) -> TrafficReport:
+        self._stopped.set()
+        return self.wait()
+
+    def _take(self) -> tuple[int, tuple[int, dict]] | None:
+        with self._lock:
+            i = self._next
+            if self._stopped.is_set() or (self.limit is not None and i >= self.limit):
+                return None
+            self._next += 1
+            return i, self._instances[i % len(self._instances)]
+
+    def _record(self, status: int | str, version: str | None, error: str | None, ms: float | None) -> None:
+        with self._lock:
+            report = self._report
+            report.sent += 1
+            report.statuses[status] += 1
+            if ms is not None:
+                report.latencies_ms.append(ms)
+            if version is not None:
+                report.versions[version] += 1
+            if error is not None:
+                report.errors.append(error)
+
+    def _client_loop(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=30) as client:
+            while (taken := self._take()) is not None:
+                i, (position, instance) = taken
+                delay = self._start + i / self.rate - time.monotonic()
+                if delay > 0 and self._stopped.wait(delay):
+                    return
+                sent_at = time.perf_counter()
+                try:
+                    answer = client.post(
+                        self.endpoint,
+                        json={"instances": [instance]},
+                        headers={"x-request-id": request_id_for(position)},
+                    )
+                except httpx.HTTPError as exc:
+                    self._record("connection-error", None, repr(exc), None)
+                    continue
+                ms = (time.perf_counter() - sent_at) * 1000
+                if answer.status_code == 200:
+                    self._record(200, answer.headers.get("x-model-version", "?"), None, ms)
+                else:
+                    self._record(answer.status_code, None, answer.text[:300], ms)
+
+
 def send_traffic(
     url: str,
     model_name: str,
@@ -81,61 +191,8 @@ def send_traffic(
     duration: float,
     concurrency: int = 4,
 ) -> TrafficReport:
-    """POST one instance per request to `url`'s V1 endpoint, `rate` per second for `duration` s,
-    each with a request id that names its source row (`ground_truth.request_id_for`).
-
-    Requests are scheduled at fixed times (`start + i / rate`) and shared by `concurrency`
-    client threads, so a slow server lowers the achieved rate instead of piling requests up.
-    """
-    import httpx
-
-    if rate <= 0 or duration <= 0 or not instances:
-        raise ValueError("rate and duration must be positive, and there must be rows to send")
-    endpoint = f"{url.rstrip('/')}/v1/models/{model_name}:predict"
-    total = int(rate * duration)
-    report = TrafficReport()
-    lock = threading.Lock()
-    next_index = iter(range(total))
-    start = time.monotonic()
-
-    def client_loop() -> None:
-        with httpx.Client(timeout=30) as client:
-            while True:
-                with lock:
-                    i = next(next_index, None)
-                if i is None:
-                    return
-                delay = start + i / rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                sent_at = time.perf_counter()
-                try:
-                    position, instance = instances[i % len(instances)]
-                    answer = client.post(
-                        endpoint,
-                        json={"instances": [instance]},
-                        headers={"x-request-id": request_id_for(position)},
-                    )
-                except httpx.HTTPError as exc:
-                    with lock:
-                        report.sent += 1
-                        report.statuses["connection-error"] += 1
-                        report.errors.append(repr(exc))
-                    continue
-                elapsed = (time.perf_counter() - sent_at) * 1000
-                with lock:
-                    report.sent += 1
-                    report.statuses[answer.status_code] += 1
-                    report.latencies_ms.append(elapsed)
-                    if answer.status_code == 200:
-                        report.versions[answer.headers.get("x-model-version", "?")] += 1
-                    else:
-                        report.errors.append(answer.text[:300])
-
-    threads = [threading.Thread(target=client_loop, daemon=True) for _ in range(max(1, concurrency))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    report.seconds = time.monotonic() - start
-    return report
+    """`rate` requests per second for `duration` seconds (see `TrafficSender`)."""
+    if duration <= 0:
+        raise ValueError("duration must be positive")
+    sender = TrafficSender(url, model_name, instances, rate, concurrency, limit=int(rate * duration))
+    return sender.start().wait()

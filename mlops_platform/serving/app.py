@@ -285,16 +285,18 @@ class Gateway:
                 )
             role = "canary" if revision is split.canary else "stable"
         instruments = revision.instruments
-        instruments.requests[protocol].inc()
         try:
             probabilities = await self.batcher.predict_proba(revision, batch)
         except Exception as exc:
+            # counted on completion, the error with its request: a scrape never sees one without the other
+            instruments.requests[protocol].inc()
             instruments.errors.inc()
             instruments.latency.observe(time.perf_counter() - started)
             log.error(
                 "model %s v%s failed on request %s: %s", self.model_name, revision.version, request_id, exc
             )
             raise RuntimeError(f"model version {revision.version} failed: {exc}") from exc
+        instruments.requests[protocol].inc()
         instruments.observe_predictions(probabilities)
         self._log(batch, revision, role, protocol, request_id, probabilities)
         instruments.latency.observe(time.perf_counter() - started)

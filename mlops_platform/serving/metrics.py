@@ -6,7 +6,7 @@ workers' files. The canary analysis reads these same series, by `model_version`.
 
 | metric | labels | meaning |
 |---|---|---|
-| `mlops_requests_total` | model_name, model_version, protocol | requests routed to a version |
+| `mlops_requests_total` | model_name, model_version, protocol | requests done, answered or failed |
 | `mlops_request_errors_total` | model_name, model_version | of those, failed with a 5xx |
 | `mlops_request_latency_seconds` | model_name, model_version | histogram, validation to response |
 | `mlops_model_latency_seconds` | model_name, model_version | histogram, one model call (a micro-batch) |
@@ -55,7 +55,9 @@ class ServerMetrics:
         from prometheus_client import Counter, Histogram
 
         labels = ("model_name", "model_version")
-        self.requests = Counter("mlops_requests", "Requests routed to a model version", (*labels, "protocol"))
+        self.requests = Counter(
+            "mlops_requests", "Requests a model version answered or failed", (*labels, "protocol")
+        )
         self.errors = Counter("mlops_request_errors", "Routed requests that failed with a 5xx", labels)
         self.latency = Histogram(
             "mlops_request_latency_seconds",

@@ -5,7 +5,7 @@ import time
 import dagster as dg
 from pydantic import Field
 
-from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.datasets.spec import DatasetSpec, DeploymentSpec
 from mlops_platform.lib.canary_analysis import (
     AnalysisPolicy,
     Verdict,
@@ -22,12 +22,13 @@ CHAMPION = "champion"
 
 
 class CanaryConfig(dg.Config):
-    """Steps, dwell and the analysis thresholds (see `lib/canary_analysis.py`)."""
+    """Steps, dwell and the analysis thresholds (see `lib/canary_analysis.py`). The job's default
+    run config comes from the dataset spec's `deployment` section."""
 
     alias: str = "challenger"
-    steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
-    dwell_seconds: float = 30.0
-    max_wait_seconds: float = 300.0  # per step: how long to wait for `min_samples` after the dwell
+    steps: list[int] = Field(default_factory=lambda: DeploymentSpec().canary_steps)
+    dwell_seconds: float = DeploymentSpec().dwell_seconds
+    max_wait_seconds: float = DeploymentSpec().max_wait_seconds  # per step, for `min_samples`
     min_samples: int = AnalysisPolicy.min_samples
     max_error_rate_increase: float = AnalysisPolicy.max_error_rate_increase
     max_latency_ratio: float = AnalysisPolicy.max_latency_ratio
@@ -39,11 +40,10 @@ class CanaryConfig(dg.Config):
         return AnalysisPolicy(**self.model_dump(include=set(AnalysisPolicy.__dataclass_fields__)))
 
     def checked_steps(self) -> list[int]:
-        if not self.steps or self.steps[-1] != 100 or any(not 0 < s <= 100 for s in self.steps):
-            raise dg.Failure(f"steps {self.steps}: percents in (0, 100], the last one 100")
-        if self.steps != sorted(set(self.steps)):
-            raise dg.Failure(f"steps {self.steps}: must increase")
-        return self.steps
+        try:
+            return DeploymentSpec(canary_steps=self.steps).canary_steps
+        except ValueError as exc:
+            raise dg.Failure(str(exc).splitlines()[-1].strip()) from None
 
 
 def _steps_markdown(steps: list[dict]) -> str:
@@ -180,8 +180,17 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
         context.log.info(f"promoted v{version}: alias {CHAMPION} moved from v{stable}")
         return finish("promoted", f"passed every step; v{stable} retired")
 
+    rollout = spec.deployment
+    defaults = CanaryConfig(
+        steps=rollout.canary_steps,
+        dwell_seconds=rollout.dwell_seconds,
+        max_wait_seconds=rollout.max_wait_seconds,
+        **rollout.analysis,
+    )
+
     @dg.job(
         name=DEPLOY_MODEL,
+        config=dg.RunConfig(ops={"canary_rollout": defaults}),
         description="Canary rollout of the `challenger` to `champion`, with automatic analysis and rollback.",
         tags={"mlops/pipeline": "deploy"},
     )

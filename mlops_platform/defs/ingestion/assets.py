@@ -41,7 +41,10 @@ def build_ingestion_assets(settings: Settings, spec: DatasetSpec) -> dg.AssetsDe
 
         Runs over a whole partition range in one step (single-run backfills).
         """
-        days = [ingest_day(settings.landing_dir, spec, day) for day in context.partition_keys]
+        days = [
+            ingest_day(settings.landing_dir, spec, day, settings.validations_dir)
+            for day in context.partition_keys
+        ]
         valid = pd.concat([d.valid for d in days], ignore_index=True)
         quarantined = pd.concat([d.quarantined for d in days], ignore_index=True)
         landed = sum(d.landed for d in days)

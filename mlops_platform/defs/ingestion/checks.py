@@ -26,7 +26,7 @@ def build_ingestion_checks(settings: Settings, spec: DatasetSpec) -> list[dg.Ass
         failures = []
         report = []
         for day in context.partition_keys:
-            validation = ingest_day(settings.landing_dir, spec, day).validation
+            validation = ingest_day(settings.landing_dir, spec, day, settings.validations_dir).validation
             report.append(f"### {day}\n\n{validation.as_markdown()}")
             failures += [
                 f"{day}: {o.expectation}({o.column or 'table'}) unexpected "

@@ -39,14 +39,16 @@ def build_drift_sensor(
     @dg.sensor(
         name="drift_sensor",
         job=retrain_job,
-        minimum_interval_seconds=60,
+        minimum_interval_seconds=monitoring.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            f"Every minute: reads the predictions logged since its cursor, keeps the newest "
-            f"{monitoring.window_rows}, and once {monitoring.min_window_rows} are there compares them with "
+            f"Every {monitoring.sensor_interval_seconds} s: reads the predictions logged since its "
+            f"cursor, keeps the newest {monitoring.window_rows}, and once {monitoring.min_window_rows} "
+            f"are there compares them with "
             f"the training split (Evidently, the same tests as drift_report). Drift share above "
             f"{limit} requests retrain_model, tagged with the share and the drifted columns: once per "
-            f"drift episode and at most every {monitoring.retrain_cooldown_minutes:g} minutes."
+            f"drift episode and at most every {monitoring.retrain_cooldown_minutes:g} minutes. The "
+            f"Evidently report of the window that fired is saved and named in the run's tags."
         ),
     )
     def drift_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
@@ -105,7 +107,11 @@ def build_drift_sensor(
                 cursor=cursor.dump(),
             )
         cursor.in_episode, cursor.last_request_at = True, now
-        context.log.info(f"requesting retrain_model: {measured}")
+        evidence = settings.home / "monitoring" / "drift_sensor" / f"drift-{int(now)}.html"
+        measure_drift(
+            reference, window, spec.features.numeric, spec.features.categorical, limit, html_path=evidence
+        )
+        context.log.info(f"requesting retrain_model: {measured}; report {evidence}")
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
@@ -115,6 +121,7 @@ def build_drift_sensor(
                         "mlops/drift_share": f"{result.drift_share:.4f}",
                         "mlops/drifted_columns": ",".join(result.drifted_columns),
                         "mlops/window_rows": str(len(window)),
+                        "mlops/drift_report": str(evidence),
                     },
                 )
             ],

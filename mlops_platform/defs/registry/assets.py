@@ -64,6 +64,20 @@ def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefi
             "training_set_version": trained_model.training_set_version,
             "dagster_run_id": context.run.run_id,
             "git_commit": facts["git_commit"],
+            # why this version exists: a sensor, the schedule, the demo, a person (`mlops/*` run tags)
+            "trigger": next(
+                (
+                    context.run.tags[key]
+                    for key in ("mlops/trigger", "dagster/schedule_name", "dagster/sensor_name")
+                    if key in context.run.tags
+                ),
+                "manual",
+            ),
+            **{
+                f"trigger.{key.removeprefix('mlops/')}": value
+                for key, value in context.run.tags.items()
+                if key.startswith("mlops/drift")
+            },
         }
         for key, value in tags.items():
             client.set_model_version_tag(name, version.version, key, value)

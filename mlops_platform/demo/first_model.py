@@ -1,20 +1,11 @@
-"""`mlops demo`: land the demo data and run the lifecycle on the embedded defaults.
-
-Runs go through the Dagster instance in `$DAGSTER_HOME`, so everything the demo does
-shows up in the Dagster UI afterwards (`make ui`).
-"""
-
-import os
+"""The demo's first half, in this process: land the demo data, run the data pipeline and the
+model half on the instance in `$DAGSTER_HOME`, and say what each run did."""
 
 import dagster as dg
 
 from mlops_platform.defs.jobs import DATA_PIPELINE, RETRAIN_MODEL
 from mlops_platform.lib.landing import landed_days, simulate_batches
 from mlops_platform.settings import Settings
-
-
-def _step(message: str) -> None:
-    print(f"\n==> {message}", flush=True)
 
 
 def land_demo_data(settings: Settings, batches: int) -> list[str]:
@@ -29,6 +20,9 @@ def land_demo_data(settings: Settings, batches: int) -> list[str]:
     return landed_days(settings.landing_dir)
 
 
+INFO_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def run_data_pipeline(
     defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str
 ) -> dg.ExecuteInProcessResult:
@@ -40,8 +34,15 @@ def run_data_pipeline(
             "dagster/asset_partition_range_end": last,
             "mlops/trigger": "mlops demo",
         },
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config=INFO_LOGS,
         raise_on_error=False,
+    )
+
+
+def run_model_half(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """`retrain_model`: training set, training, evaluation, fairness, gates, registration."""
+    return defs.resolve_job_def(RETRAIN_MODEL).execute_in_process(
+        instance=instance, tags={"mlops/trigger": "mlops demo"}, run_config=INFO_LOGS, raise_on_error=False
     )
 
 
@@ -89,48 +90,3 @@ def summarize(result: dg.ExecuteInProcessResult) -> list[str]:
     for e in failed:
         lines.append(f"    FAILED {e.asset_key.to_user_string()}:{e.check_name}: {e.description}")
     return lines
-
-
-def run_demo(batches: int = 3) -> int:
-    from mlops_platform.definitions import build_definitions
-
-    if not os.environ.get("DAGSTER_HOME"):
-        raise ValueError("set DAGSTER_HOME to the instance folder (`make demo` does: .mlops/dagster)")
-    settings = Settings.from_env()
-    _step(f"landing the demo data in {settings.landing_dir}")
-    days = land_demo_data(settings, batches)
-    print(f"    {len(days)} daily landing files, {days[0]} .. {days[-1]}")
-
-    _step("loading the code location (dataset spec, dbt manifest)")
-    defs = build_definitions(settings)
-
-    _step(f"data pipeline over {days[0]} .. {days[-1]}: ingest, validate, dbt, Feast, training set")
-    with dg.DagsterInstance.get() as instance:
-        result = run_data_pipeline(defs, instance, days[0], days[-1])
-    print("\n".join(summarize(result)))
-    if not result.success:
-        print(f"\nthe data pipeline failed (run {result.run_id}); open the Dagster UI for the step logs")
-        return 1
-
-    _step("model half: train (torch, tracked in MLflow), evaluate, fairness, gates, register")
-    with dg.DagsterInstance.get() as instance:
-        trained = defs.resolve_job_def(RETRAIN_MODEL).execute_in_process(
-            instance=instance,
-            tags={"mlops/trigger": "mlops demo"},
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            raise_on_error=False,
-        )
-    print("\n".join(summarize(trained)))
-    if not trained.success:
-        print(f"\na gate stopped the model (run {trained.run_id}): nothing was registered")
-        return 1
-
-    _step("where to look")
-    print(f"    Dagster UI:   make ui, then http://127.0.0.1:3000/runs/{trained.run_id}")
-    print(f"    MLflow UI:    .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}")
-    print(
-        f"    warehouse:    {settings.warehouse_path} (DuckDB: raw_data, quarantined_rows, stg_records, ...)"
-    )
-    print(f"    lake:         {settings.lake_dir} (Parquet)")
-    print("    land more:    .venv/bin/mlops simulate-batches --days 1 [--shift COLUMN=+15]")
-    return 0
