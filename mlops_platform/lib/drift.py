@@ -10,7 +10,7 @@ window against the model's scores on the reference rows.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,23 @@ class DriftResult:
     prediction: ColumnDrift | None
     reference_rows: int
     current_rows: int
+    snapshot: Any = field(default=None, repr=False, compare=False)  # Evidently's run, for the HTML
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "drift_share": self.drift_share,
+            "drifted_columns": list(self.drifted_columns),
+            "columns": [asdict(c) for c in self.columns],
+            "prediction": None if self.prediction is None else asdict(self.prediction),
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+        }
+
+    def save_html(self, path: Path) -> Path:
+        """Evidently's HTML report of this measurement (no second run)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.snapshot.save_html(str(path))
+        return path
 
 
 def _column_drift(config: dict, value: float) -> ColumnDrift:
@@ -55,10 +69,9 @@ def measure_drift(
     numeric: list[str],
     categorical: list[str],
     max_drift_share: float,
-    html_path: Path | None = None,
 ) -> DriftResult:
-    """Per-column drift of the features (and of `probability` when both frames have it);
-    writes Evidently's HTML report to `html_path` when given."""
+    """Per-column drift of the features (and of `probability` when both frames have it); the
+    result can save Evidently's HTML report of the same run (`save_html`)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -94,9 +107,6 @@ def measure_drift(
             per_column[config["column"]] = _column_drift(config, metric["value"])
     feature_drift = [per_column[c] for c in features]
     drifted = [c.column for c in feature_drift if c.drifted]
-    if html_path is not None:
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        snapshot.save_html(str(html_path))
     return DriftResult(
         drift_share=len(drifted) / len(features),
         drifted_columns=drifted,
@@ -104,4 +114,5 @@ def measure_drift(
         prediction=per_column.get(PREDICTION),
         reference_rows=len(reference),
         current_rows=len(current),
+        snapshot=snapshot,
     )

@@ -112,7 +112,8 @@ def build_monitoring_assets(
         reference = reference.assign(**{PREDICTION: load_artifact(artifact).predict_proba(reference)})
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         html = settings.home / "monitoring" / "drift_report" / f"drift-{stamp}.html"
-        result = measure_drift(reference, current, numeric, categorical, spec.gates.max_drift_share, html)
+        result = measure_drift(reference, current, numeric, categorical, spec.gates.max_drift_share)
+        result.save_html(html)
         table = "\n".join(
             ["| column | method | score | threshold | drifted |", "|---|---|---|---|---|"]
             + [
@@ -129,9 +130,7 @@ def build_monitoring_assets(
             metadata={
                 "drift_share": dg.MetadataValue.float(result.drift_share),
                 "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
-                "prediction_drift": dg.MetadataValue.json(
-                    None if result.prediction is None else result.prediction.__dict__
-                ),
+                "prediction_drift": dg.MetadataValue.json(result.as_dict()["prediction"]),
                 "columns": dg.MetadataValue.md(table),
                 "model_version": dg.MetadataValue.text(version),
                 "window_rows": dg.MetadataValue.int(result.current_rows),

@@ -107,10 +107,7 @@ def build_drift_sensor(
                 cursor=cursor.dump(),
             )
         cursor.in_episode, cursor.last_request_at = True, now
-        evidence = settings.home / "monitoring" / "drift_sensor" / f"drift-{int(now)}.html"
-        measure_drift(
-            reference, window, spec.features.numeric, spec.features.categorical, limit, html_path=evidence
-        )
+        evidence = result.save_html(settings.home / "monitoring" / "drift_sensor" / f"drift-{int(now)}.html")
         context.log.info(f"requesting retrain_model: {measured}; report {evidence}")
         return dg.SensorResult(
             run_requests=[
