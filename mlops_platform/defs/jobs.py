@@ -11,7 +11,7 @@ RETRAIN_MODEL = "retrain_model"
 # Both jobs write the warehouse (the retrain rebuilds training_set): the run queue
 # (dagster.yaml, tag_concurrency_limits) runs one of them at a time, so a retrain requested
 # while new days are being ingested starts after them and trains on them.
-WAREHOUSE_WRITER = ("mlops/writes", "warehouse")
+WAREHOUSE_WRITER = {"mlops/writes": "warehouse"}
 
 
 def build_data_pipeline_job(spec: DatasetSpec) -> UnresolvedAssetJobDefinition:
@@ -22,7 +22,7 @@ def build_data_pipeline_job(spec: DatasetSpec) -> UnresolvedAssetJobDefinition:
         selection=dg.AssetSelection.groups("ingestion", "features"),
         partitions_def=daily_partitions(spec),
         description="Ingest landed days and refresh features, the feature store and the training set.",
-        tags={"mlops/pipeline": "data", WAREHOUSE_WRITER[0]: WAREHOUSE_WRITER[1]},
+        tags={"mlops/pipeline": "data", **WAREHOUSE_WRITER},
     )
 
 
@@ -37,7 +37,7 @@ def build_retrain_job() -> UnresolvedAssetJobDefinition:
             "Rematerialize training_set and everything down to registered_model_version; "
             "the blocking gates decide whether a new version is registered."
         ),
-        tags={"mlops/pipeline": "training", WAREHOUSE_WRITER[0]: WAREHOUSE_WRITER[1]},
+        tags={"mlops/pipeline": "training", **WAREHOUSE_WRITER},
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 
@@ -29,7 +30,7 @@ from mlops_platform.resources.serving import LocalGateway
 from mlops_platform.settings import Settings
 
 HELD_OUT_ROWS = 5000
-MONITORING_ASSETS = ("inference_log", "drift_report", "live_performance")
+T = TypeVar("T")
 
 
 class DemoLoop:
@@ -216,17 +217,14 @@ class DemoLoop:
             if process is not None and not process.running():
                 raise DemoFailed(f"the {process.name} exited:\n{process.log_tail()}")
 
-    def _wait(self, what: str, found: Callable[[], list]) -> list:
+    def _wait(self, what: str, found: Callable[[], T | None]) -> T:
         try:
             return self.watch.wait_for(what, found, self.options.wait_seconds)
         except WaitTimedOut as exc:
             raise DemoFailed(f"{exc}; daemon log {self.daemon.log_path}") from None
 
     def _wait_for_run(self, job_name: str) -> dg.DagsterRun:
-        try:
-            run = self.watch.wait_for_run(job_name, self.options.wait_seconds)
-        except WaitTimedOut as exc:
-            raise DemoFailed(f"{exc}; daemon log {self.daemon.log_path}") from None
+        run = self._wait(f"a {job_name} run to finish", lambda: self.watch.finished_run(job_name))
         if run.status != dg.DagsterRunStatus.SUCCESS:
             raise DemoFailed(
                 f"{job_name} run {run.run_id} ended {run.status.value}: "

@@ -90,11 +90,7 @@ class InstanceWatch:
             self.idle()
             time.sleep(1.0)
 
-    def wait_for_run(self, job_name: str, timeout: float) -> dg.DagsterRun:
+    def finished_run(self, job_name: str) -> dg.DagsterRun | None:
         """The first run of `job_name` since the watch started, once it has finished."""
-
-        def finished() -> dg.DagsterRun | None:
-            runs = self.runs(job_name)
-            return runs[0] if runs and runs[0].status in TERMINAL else None
-
-        return self.wait_for(f"a {job_name} run to finish", finished, timeout)  # type: ignore[return-value]
+        runs = self.runs(job_name)
+        return runs[0] if runs and runs[0].status in TERMINAL else None

@@ -19,6 +19,7 @@ from mlops_platform.resources.serving import ServingBackend
 
 DEPLOY_MODEL = "deploy_model"
 CHAMPION = "champion"
+_ROLLOUT = DeploymentSpec()  # the defaults of a spec without a `deployment` section
 
 
 class CanaryConfig(dg.Config):
@@ -26,9 +27,9 @@ class CanaryConfig(dg.Config):
     run config comes from the dataset spec's `deployment` section."""
 
     alias: str = "challenger"
-    steps: list[int] = Field(default_factory=lambda: DeploymentSpec().canary_steps)
-    dwell_seconds: float = DeploymentSpec().dwell_seconds
-    max_wait_seconds: float = DeploymentSpec().max_wait_seconds  # per step, for `min_samples`
+    steps: list[int] = Field(default_factory=lambda: list(_ROLLOUT.canary_steps))
+    dwell_seconds: float = _ROLLOUT.dwell_seconds
+    max_wait_seconds: float = _ROLLOUT.max_wait_seconds  # per step, for `min_samples`
     min_samples: int = AnalysisPolicy.min_samples
     max_error_rate_increase: float = AnalysisPolicy.max_error_rate_increase
     max_latency_ratio: float = AnalysisPolicy.max_latency_ratio

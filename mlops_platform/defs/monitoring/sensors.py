@@ -84,9 +84,7 @@ def build_drift_sensor(
             f"SELECT {columns} FROM training_set WHERE split = 'train' "
             f"USING SAMPLE reservoir({monitoring.reference_rows} ROWS) REPEATABLE (0)",
         )
-        result = measure_drift(
-            reference, window, spec.features.numeric, spec.features.categorical, spec.gates.max_drift_share
-        )
+        result = measure_drift(reference, window, spec.features.numeric, spec.features.categorical, limit)
         measured = f"drift share {result.drift_share:.2f} (limit {limit}), drifted: {result.drifted_columns}"
         if result.drift_share <= limit:
             if cursor.in_episode:
