@@ -6,6 +6,7 @@ import time. Backends are picked from settings, never by editing code.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import dagster as dg
@@ -23,6 +24,7 @@ from mlops_platform.defs.jobs import build_data_pipeline_job, build_retrain_job,
 from mlops_platform.defs.monitoring.assets import build_live_performance_asset, build_monitoring_assets
 from mlops_platform.defs.monitoring.sensors import build_drift_sensor
 from mlops_platform.defs.registry.assets import build_registry_asset
+from mlops_platform.defs.registry.sensors import build_failed_run_cleanup_sensor
 from mlops_platform.defs.training.evaluation import build_evaluation_asset
 from mlops_platform.defs.training.fairness import build_fairness_asset
 from mlops_platform.defs.training.trained_model import build_trained_model_asset
@@ -78,6 +80,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_new_data_sensor(settings, data_pipeline),
             build_auto_deploy_sensor(deploy_model),
             build_drift_sensor(settings, spec, retrain_model),
+            build_failed_run_cleanup_sensor(spec),
             dg.AutomationConditionSensorDefinition(
                 "monitoring_automation",
                 target=dg.AssetSelection.groups("monitoring"),
@@ -103,14 +106,22 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 project=spec.name,
                 repo_dir=str(settings.feast_dir),
                 online_store=settings.feast_online_store,
-                redis_url=settings.redis_url,
+                redis_url=from_env_var("MLOPS_REDIS_URL", settings.redis_url),
             ),
             "mlflow": MlflowTracking(
-                tracking_uri=settings.tracking_uri, artifact_root=settings.artifact_root, experiment=spec.name
+                tracking_uri=from_env_var("MLOPS_MLFLOW_TRACKING_URI", settings.tracking_uri),
+                artifact_root=settings.artifact_root,
+                experiment=spec.name,
             ),
             "serving": serving_backend(settings, spec.registered_model_name),
         },
     )
+
+
+def from_env_var(name: str, value: str) -> str | dg.EnvVar:
+    """`value` as `dg.EnvVar(name)` when it came from that variable, so the UI, the run config and
+    the logs show the variable's name, never a connection string (it may hold a password)."""
+    return dg.EnvVar(name) if os.environ.get(name) == value else value
 
 
 def serving_backend(settings: Settings, model_name: str) -> ServingBackend:

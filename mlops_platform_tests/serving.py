@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +30,19 @@ ROW = {
     "hours_per_week": 40,
     "native_country": "United-States",
 }
+
+
+def this_process_owner(run_id: str = "test-run") -> dict:
+    """A canary owner that stays alive as long as the test: this process."""
+    return {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname()}
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout)
 
 
 def free_port() -> int:
@@ -55,13 +71,12 @@ class RunningServer:
     def predict_url(self, model: str) -> str:
         return f"{self.url}/v1/models/{model}:predict"
 
-    def set_traffic(self, version: str, percent: int) -> dict:
-        answer = httpx.put(
-            f"{self.url}/admin/traffic",
-            json={"version": version, "canary_percent": percent},
-            headers=self.admin(),
-            timeout=60,
-        )
+    def set_traffic(self, version: str, percent: int, owner: dict | None = None) -> dict:
+        """Set the split (with `owner` holding the canary's lease) and wait until every worker serves it."""
+        body: dict = {"version": version, "canary_percent": percent}
+        if owner is not None:
+            body["owner"] = owner
+        answer = httpx.put(f"{self.url}/admin/traffic", json=body, headers=self.admin(), timeout=60)
         assert answer.status_code == 200, answer.text
         deadline = time.monotonic() + 30
         while not (report := httpx.get(f"{self.url}/admin/traffic", headers=self.admin()).json())["status"][
@@ -70,6 +85,9 @@ class RunningServer:
             assert time.monotonic() < deadline, report
             time.sleep(0.1)
         return report
+
+    def report(self) -> dict:
+        return httpx.get(f"{self.url}/admin/traffic", headers=self.admin(), timeout=30).json()
 
     def stop(self, timeout: float = 60) -> int:
         return self.local.stop(timeout)

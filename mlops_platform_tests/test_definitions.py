@@ -58,6 +58,7 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
         "new_data_sensor",
         "auto_deploy_sensor",
         "drift_sensor",
+        "failed_run_cleanup_sensor",
         "monitoring_automation",
     }
     assert [n.name for n in defs.resolve_job_def("deploy_model").nodes] == ["canary_rollout"]

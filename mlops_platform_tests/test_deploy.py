@@ -4,6 +4,7 @@ rolled back with `champion` unchanged."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 
@@ -75,10 +76,11 @@ def _client(settings: Settings) -> MlflowClient:
 
 
 def _deploy(
-    settings: Settings, server: RunningServer, challenger: str, **config
+    settings: Settings, server: RunningServer, challenger: str | None, **config
 ) -> dg.ExecuteInProcessResult:
     spec = settings.load_spec()
-    _client(settings).set_registered_model_alias(MODEL, "challenger", challenger)
+    if challenger is not None:
+        _client(settings).set_registered_model_alias(MODEL, "challenger", challenger)
     job = build_deploy_job(spec)
     with dg.instance_for_test() as instance:
         return job.execute_in_process(
@@ -119,11 +121,20 @@ def test_a_good_challenger_is_promoted_step_by_step(gateway, traffic):
         assert step["passed"] and step["facts"]["canary_requests"] >= 100
         assert step["facts"]["canary_error_rate"] == 0.0
     assert str(_client(settings).get_model_version_by_alias(MODEL, "champion").version) == "2"
-    assert _client(settings).get_model_version(MODEL, "2").tags["deployment.status"] == "promoted"
+    promoted = _client(settings).get_model_version(MODEL, "2")
+    assert promoted.tags["deployment.status"] == "promoted"
+    attempt = json.loads(promoted.tags[f"deployment.attempt.{promoted.tags['deployment.attempts']}"])
+    assert attempt["outcome"] == "promoted" and attempt["run_id"] == result.run_id and attempt["ended_at"]
+    assert "challenger" not in promoted.aliases  # the champion is no one's challenger
+    retired = _client(settings).get_model_version(MODEL, "1").tags
+    assert retired["deployment.status"] == "retired" and retired["deployment.retired_by"] == "2"
     assert _shares(server) == {"2": 100}
     metadata = result.asset_observations_for_node("canary_rollout")
     assert [o.metadata["canary_step_percent"].value for o in metadata] == [10, 50]
     assert set(traffic) == {200}  # no request failed during the rollout
+    again = _deploy(settings, server, None)  # nothing new registered since
+    assert again.success and again.output_for_node("canary_rollout")["outcome"] == "nothing_to_deploy"
+    assert _shares(server) == {"2": 100}
 
 
 @pytest.mark.parametrize(
@@ -140,7 +151,10 @@ def test_a_broken_challenger_is_rolled_back_and_champion_stays(gateway, traffic,
     message = _failure(result)
     assert message.startswith("rolled back at 10 %") and reason in message
     assert str(_client(settings).get_model_version_by_alias(MODEL, "champion").version) == "2"
-    assert _client(settings).get_model_version(MODEL, challenger).tags["deployment.status"] == "rolled_back"
+    tags = _client(settings).get_model_version(MODEL, challenger).tags
+    assert tags["deployment.status"] == "rolled_back"
+    attempt = json.loads(tags[f"deployment.attempt.{tags['deployment.attempts']}"])
+    assert attempt["outcome"] == "rolled_back" and attempt["reason"] == message
     assert _shares(server) == {"2": 100, challenger: 0}  # KServe's rollback: the canary keeps 0 %
 
 
@@ -167,3 +181,17 @@ def test_a_gateway_that_is_not_running_fails_with_what_to_do(model_registry, tmp
     result = _deploy(settings, server, "2")
     assert not result.success
     assert "does not answer" in _failure(result) and "mlops serve" in _failure(result)
+
+
+def test_an_attempt_whose_run_died_is_marked_interrupted(model_registry):
+    """What `failed_run_cleanup_sensor` does for a deploy run that was killed mid-rollout."""
+    from mlops_platform.lib.deployment_record import interrupt_attempts_of_run, start_attempt
+
+    client = _client(model_registry)
+    attempt = start_attempt(client, MODEL, "4", "dead-run")
+    assert client.get_model_version(MODEL, "4").tags["deployment.status"] == "in_progress"
+    assert interrupt_attempts_of_run(client, MODEL, "other-run", "x") == []
+    assert interrupt_attempts_of_run(client, MODEL, "dead-run", "the run worker died") == ["4"]
+    tags = client.get_model_version(MODEL, "4").tags
+    assert tags["deployment.status"] == "interrupted"
+    assert json.loads(tags[f"deployment.attempt.{attempt}"])["reason"] == "the run worker died"

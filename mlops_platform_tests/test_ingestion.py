@@ -51,6 +51,13 @@ def test_bad_rows_are_quarantined_with_reasons_and_nothing_is_lost(adult_setting
     assert f"{categorical}: 'Astronaut' not in the domain" in reasons
     assert f"{spec.label.column}: missing" in reasons
     assert f"{other_numeric}: '4.5' is not a number of the declared type" in reasons
+    # each reason starts with the record's line in the landing file (line 1 is the header)
+    assert sorted(quarantined["quarantine_reason"].str.extract(r"^line (\d+): ")[0].astype(int)) == [
+        5, 7, 10, 15, 23,
+    ]  # fmt: skip
+    held = next(e for e in result.get_asset_materialization_events() if e.asset_key == INGESTION[1])
+    by_column = held.materialization.metadata["quarantined_by_column"].value
+    assert by_column == {numeric: 2, categorical: 1, spec.label.column: 1, other_numeric: 1}
     # the quarantined row keeps its text exactly as it landed
     landed_rows = {
         json.dumps({k: (None if pd.isna(v) else v) for k, v in r.items()}, sort_keys=True)
@@ -119,6 +126,12 @@ def test_schema_and_empty_batches_fail_the_suite(adult_settings, instance, damag
         else "expect_table_row_count_to_be_between"
     )
     assert expected in suite.description
+    # no row of the day lands in raw_data; a missing column quarantines every row, naming it
+    assert _rows_of_day(table(adult_settings, "raw_data"), days[0]).empty
+    held = _rows_of_day(table(adult_settings, "quarantined_rows"), days[0])
+    assert len(held) == len(text)
+    missing = f"column {spec.features.categorical[-1]} missing from {path}"
+    assert held["quarantine_reason"].str.endswith(missing).all()
 
 
 def test_a_missing_landing_file_fails_with_what_to_do(adult_settings, instance):
@@ -139,7 +152,7 @@ def test_suite_outcomes_are_reused_only_while_the_file_is_unchanged(adult_settin
     def no_second_run(*args: object) -> None:
         raise AssertionError("Great Expectations ran again on an unchanged file")
 
-    monkeypatch.setattr(ingestion, "validate_batch", no_second_run)
+    monkeypatch.setattr(ingestion, "run_suites", no_second_run)
     again = ingestion.ingest_day(adult_settings.landing_dir, spec, day, folder)
     assert again.validation.row_reasons.equals(first.validation.row_reasons)
 

@@ -19,7 +19,7 @@ from mlops_platform.lib.model_artifact import load_artifact
 from mlops_platform.serving.revisions import fetch_artifact
 from mlops_platform.settings import Settings
 from mlops_platform_tests.registry import adult_rows
-from mlops_platform_tests.serving import ROW, RunningServer, start_server
+from mlops_platform_tests.serving import ROW, RunningServer, start_server, this_process_owner
 
 MODEL = "adult_income_classifier"
 
@@ -310,7 +310,7 @@ def test_inference_log_is_complete_after_a_clean_stop_and_traffic_survives_a_res
     )
     first = start_server(settings, 2, "--version", "1")
     try:
-        first.set_traffic("2", 20)
+        first.set_traffic("2", 20, owner=this_process_owner())  # a live owner: the canary survives
         sent: list[str] = []
         with httpx.Client(base_url=first.url) as client:
             for i in range(400):
@@ -340,3 +340,147 @@ def test_inference_log_is_complete_after_a_clean_stop_and_traffic_survives_a_res
         assert "kept the traffic state" in second.log_path.read_text()
     finally:
         second.stop()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        (None, 200),  # no Content-Type: read as JSON (raw clients; the body is still validated)
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("application/vnd.kserve+json", 200),
+        ("application/x-www-form-urlencoded", 415),  # what curl sends without -H
+        ("text/plain", 415),
+        ("multipart/form-data; boundary=x", 415),
+    ],
+)
+def test_content_type_must_be_json_when_present(v1_only: RunningServer, content_type, status):
+    body = json.dumps({"instances": [ROW]}).encode()
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    for path in (v1_only.predict_url(MODEL), f"{v1_only.url}/v2/models/{MODEL}/infer"):
+        sent = body if "v1" in path else json.dumps({"inputs": _v2_row(ROW)}).encode()
+        answer = httpx.post(path, content=sent, headers=headers)
+        assert answer.status_code == status, answer.text
+        if status == 415:
+            assert answer.json()["field"] == "content-type" and "application/json" in answer.json()["error"]
+    admin = httpx.put(
+        f"{v1_only.url}/admin/traffic",
+        content=json.dumps({"version": "1"}).encode(),
+        headers={**headers, **v1_only.admin()},
+        timeout=60,
+    )
+    assert admin.status_code == status, admin.text
+
+
+def _v2_row(row: dict) -> list[dict]:
+    return [
+        {"name": k, "shape": [1], "datatype": "BYTES" if isinstance(v, str) else "INT64", "data": [v]}
+        for k, v in row.items()
+    ]
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "field"),
+    [
+        ("v2", {"inputs": [dict(t, datatype=["INT64"]) for t in _v2_row(ROW)]}, 422, "inputs[age].datatype"),
+        ("v2", {"inputs": [dict(t, datatype={}) for t in _v2_row(ROW)]}, 422, "inputs[age].datatype"),
+        ("v2", {"inputs": [dict(t, shape={"rows": 1}) for t in _v2_row(ROW)]}, 422, "inputs[age].shape"),
+        ("v2", {"inputs": [dict(t, shape=[1, 1, 1]) for t in _v2_row(ROW)]}, 422, "inputs[age].shape"),
+        ("v2", {"inputs": [dict(t, name=["age"]) for t in _v2_row(ROW)]}, 422, "inputs[0]"),
+        ("v2", {"inputs": {}}, 400, "inputs"),
+        ("v1", '{"instances": [{"age": ' + _deep(981) + "}]}", 422, "instances[0].age"),
+        ("v1", '{"instances": [{"age": ' + _deep(1030) + "}]}", 400, "body"),
+        ("v1", _deep(5000), 400, "body"),
+        ("v1", {"instances": [{**ROW, "age": "٣٩"}]}, 422, "instances[0].age"),
+        ("v1", {"instances": [{**ROW, "age": "39"}]}, 422, "instances[0].age"),
+        ("v1", {"instances": [{**ROW, "capital_gain": 1e300}]}, 422, "instances[0].capital_gain"),
+        ("v1", '{"instances": [{"age": NaN}]}', 400, "body"),
+        ("v1", '{"instances": [{"age": 1e999}]}', 400, "body"),
+    ],
+)
+def test_hostile_bodies_get_a_4xx_naming_the_field(v1_only: RunningServer, path, body, status, field):
+    url = v1_only.predict_url(MODEL) if path == "v1" else f"{v1_only.url}/v2/models/{MODEL}/infer"
+    content = body.encode() if isinstance(body, str) else json.dumps(body, ensure_ascii=False).encode()
+    answer = httpx.post(url, content=content, headers={"Content-Type": "application/json"}, timeout=30)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["field"] == field, answer.text
+    assert len(answer.content) < 1000  # the value is described, never echoed whole
+
+
+def test_numbers_sent_as_strings_are_named_with_a_hint(v1_only: RunningServer):
+    answer = httpx.post(v1_only.predict_url(MODEL), json={"instances": [{**ROW, "age": "٣٩"}]})
+    assert "a number written as a string" in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"alias": {}}, 422, "alias"),
+        ({"alias": []}, 422, "alias"),
+        ({"version": True}, 422, "version"),
+        ({"version": 1.5}, 422, "version"),
+        ({"version": "1", "canary_percent": "50"}, 422, "canary_percent"),
+        ({"version": "1", "owner": {"run_id": "r", "pid": "1", "host": "h"}}, 422, "owner.pid"),
+        ({"version": "1", "owner": {"run_id": "r", "pid": 1}}, 422, "owner.host"),
+        ({"version": "1", "colour": "red"}, 422, "colour"),
+        ({}, 422, "version"),
+        ([], 400, "body"),
+        ("{", 400, "body"),
+    ],
+)
+def test_malformed_admin_bodies_get_a_4xx_naming_the_field(v1_only: RunningServer, body, status, field):
+    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    answer = httpx.put(f"{v1_only.url}/admin/traffic", content=content, headers=v1_only.admin(), timeout=30)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["field"] == field, answer.text
+
+
+def test_openapi_lists_the_inference_routes_and_the_admin_api(v1_only: RunningServer):
+    document = httpx.get(f"{v1_only.url}/openapi.json").json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    for path, ref in [
+        ("/v1/models/{model}:predict", "V1Request"),
+        ("/v2/models/{model}/infer", "V2Request"),
+        ("/v2/models/{model}/versions/{version}/infer", "V2Request"),
+    ]:
+        operation = paths[path]["post"]
+        assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(ref)
+        assert {"200", "400", "415", "422"} <= set(operation["responses"])
+    instance = schemas["V1Instance"]["oneOf"][0]
+    assert instance["properties"]["age"] == {"type": "integer", "minimum": 17, "maximum": 90}
+    assert instance["properties"]["sex"]["enum"] == ["Female", "Male"]
+    put = paths["/admin/traffic"]["put"]
+    assert put["security"] == [{"bearerAuth": []}]
+    assert put["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("TrafficRequest")
+    assert set(schemas["TrafficRequest"]["properties"]) == {"version", "alias", "canary_percent", "owner"}
+    assert set(schemas["CanaryOwner"]["required"]) == {"run_id", "pid", "host"}
+    assert paths["/admin/traffic/lease"]["post"]["security"] == [{"bearerAuth": []}]
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "the admin token (MLOPS_ADMIN_TOKEN)",
+    }
+
+
+def test_server_errors_are_counted_by_route(v1_only: RunningServer):
+    v1_only.set_traffic("3", 50)  # v3 fails on every request
+    with httpx.Client(base_url=v1_only.url) as client:
+        failed = sum(
+            client.post(f"/v1/models/{MODEL}:predict", json={"instances": [ROW]}).status_code == 500
+            for _ in range(60)
+        )
+        pinned = client.post(f"/v2/models/{MODEL}/versions/3/infer", json={"inputs": _v2_row(ROW)})
+    v1_only.set_traffic("1", 100)
+    assert failed > 0 and pinned.status_code == 500
+    metrics = httpx.get(f"{v1_only.url}/metrics").text
+    counted = {
+        line[line.index("{") + 1 : line.rindex("}")]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("mlops_server_errors_total{")
+    }
+    assert counted.get('route="/v1/models/{model}:predict",status="500"', 0) >= failed, counted
+    assert counted.get('route="/v2/models/{model}/versions/{version}/infer",status="500"', 0) >= 1, counted

@@ -28,12 +28,31 @@ def _graphql(port: int, query: str) -> dict:
         return json.load(response)["data"]
 
 
-def test_dagster_dev_shows_the_data_half_with_its_checks(cli_env, adult_settings):
+# Connection strings with credentials, as a scale-out deployment sets them in the environment.
+MLFLOW_SECRET = "mlflow-pw-7f3a"
+REDIS_SECRET = "redis-pw-91c2"
+SECRET_ENV = {
+    "MLOPS_MLFLOW_TRACKING_URI": f"postgresql://mlops:{MLFLOW_SECRET}@127.0.0.1:5432/test",
+    "MLOPS_REDIS_URL": f"127.0.0.1:6379,password={REDIS_SECRET}",
+}
+
+RESOURCES_QUERY = """query ($location: String!, $repository: String!) {
+  allTopLevelResourceDetailsOrError(
+    repositorySelector: {repositoryLocationName: $location, repositoryName: $repository}
+  ) { ... on ResourceDetailsList { results { name configuredValues { key value type } } } }
+}"""
+WORKSPACE_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { name
+  locationOrLoadError { ... on RepositoryLocation { repositories { name } } } } } } }"""
+
+
+@pytest.fixture
+def dagster_dev(cli_env, adult_settings):
+    """`dagster dev` on the small Adult spec, with secrets in its environment; yields its port."""
     adult_settings.home.mkdir(parents=True)
     port = free_port()
     server = subprocess.Popen(
         ["dagster", "dev", "-m", "mlops_platform", "-h", "127.0.0.1", "-p", str(port)],
-        env=cli_env,
+        env={**cli_env, **SECRET_ENV},
         cwd=cli_env["MLOPS_HOME"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -43,21 +62,14 @@ def test_dagster_dev_shows_the_data_half_with_its_checks(cli_env, adult_settings
         deadline = time.monotonic() + 120
         while True:
             try:
-                nodes = _graphql(port, QUERY)["assetNodes"]
-                if nodes:
+                if _graphql(port, QUERY)["assetNodes"]:
                     break
             except OSError:
                 pass
             assert server.poll() is None, "dagster dev exited early"
             assert time.monotonic() < deadline, "dagster dev did not serve the code location in 120 s"
             time.sleep(1)
-        shown = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-        assert set(shown) >= DATA_HALF
-        raw_checks = {c["name"]: c["blocking"] for c in shown["raw_data"]["assetChecksOrError"]["checks"]}
-        assert raw_checks == {"great_expectations_suite": True, "quarantine_rate": True}
-        assert shown["training_set"]["assetChecksOrError"]["checks"][0]["name"] == "training_set_is_sound"
-        assert len(shown["stg_records"]["assetChecksOrError"]["checks"]) == 3  # dbt tests
-        assert shown["raw_data"]["groupName"] == "ingestion"
+        yield port
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
@@ -65,3 +77,37 @@ def test_dagster_dev_shows_the_data_half_with_its_checks(cli_env, adult_settings
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def _graphql_text(port: int, query: str, variables: dict) -> str:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read().decode()
+
+
+def test_dagster_dev_shows_the_data_half_and_no_secret(dagster_dev):
+    nodes = _graphql(dagster_dev, QUERY)["assetNodes"]
+    shown = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+    assert set(shown) >= DATA_HALF
+    raw_checks = {c["name"]: c["blocking"] for c in shown["raw_data"]["assetChecksOrError"]["checks"]}
+    assert raw_checks == {"great_expectations_suite": True, "quarantine_rate": True}
+    assert shown["training_set"]["assetChecksOrError"]["checks"][0]["name"] == "training_set_is_sound"
+    assert len(shown["stg_records"]["assetChecksOrError"]["checks"]) == 3  # dbt tests
+    assert shown["raw_data"]["groupName"] == "ingestion"
+
+    # The resource page (what the UI's "Resources" tab shows): the variables' names, never their values.
+    entry = _graphql(dagster_dev, WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"][0]
+    repository = entry["locationOrLoadError"]["repositories"][0]["name"]
+    text = _graphql_text(dagster_dev, RESOURCES_QUERY, {"location": entry["name"], "repository": repository})
+    resources = {
+        r["name"]: {v["key"]: v for v in r["configuredValues"]}
+        for r in json.loads(text)["data"]["allTopLevelResourceDetailsOrError"]["results"]
+    }
+    assert resources["mlflow"]["tracking_uri"]["type"] == "ENV_VAR"
+    assert resources["mlflow"]["tracking_uri"]["value"] == "MLOPS_MLFLOW_TRACKING_URI"
+    assert resources["feast"]["redis_url"]["type"] == "ENV_VAR"
+    assert MLFLOW_SECRET not in text and REDIS_SECRET not in text

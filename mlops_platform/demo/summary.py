@@ -11,6 +11,7 @@ from dagster._core.scheduler.instigation import InstigatorTick
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.lib.traffic import TrafficReport
+from mlops_platform.lib.uris import redact_uri
 from mlops_platform.settings import Settings
 
 SHOWN_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1")
@@ -114,7 +115,7 @@ def print_summary(settings: Settings, spec: DatasetSpec, record: DemoRecord, ela
         "  Dagster UI    make ui, then http://127.0.0.1:3000/runs"
         + (f" (the drift-triggered retrain: /runs/{run.run_id})" if run else ""),
         "                sensor ticks under Automation; asset checks on each asset's Checks tab",
-        f"  MLflow UI     .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}",
+        f"  MLflow UI     .venv/bin/mlflow ui --backend-store-uri {redact_uri(settings.tracking_uri)}",
         f"                then http://127.0.0.1:5000/#/models/{spec.registered_model_name}",
         f"  drift HTML    {settings.home / 'monitoring'}",
         "  serve again   make serve (resumes the champion); make deploy rolls out a new challenger",

@@ -1,28 +1,43 @@
-"""Great Expectations suites built from a dataset spec, and the row-level split they drive.
+"""Great Expectations suites built from a dataset spec, and the row rules behind them.
 
-Two suites validate a landed batch:
+Two suites validate the well-formed records of a landed batch:
 - the *format* suite runs on the text as it landed: the column set, a non-empty batch,
-  and that numeric cells parse as numbers of the declared type;
-- the *values* suite runs on the typed records: null rules, numeric ranges and
-  categorical domains, plus a record id and event timestamp on every row.
+  and that numeric cells have the declared number format (ASCII digits);
+- the *values* suite runs on the typed records: null rules, numeric ranges (a float must
+  also be finite), categorical domains, plus a unique record id and an event timestamp.
 
-Row-level expectations carry `mostly = 1 - max_quarantine_fraction`: a batch passes when
-each of them holds for enough rows. Rows that break any row-level expectation are
-quarantined with the reasons; the rest continue.
+Each row-level expectation is also a `RowRule` that pandas evaluates on every row, to say
+which rows break it and why; Great Expectations' unexpected count must equal the rule's
+count, or validation stops (`RulesDisagree`). Row-level expectations carry
+`mostly = 1 - max_quarantine_fraction`: a batch passes when each holds for enough rows.
+
+A row is quarantined when it breaks any rule or cannot be checked: a ragged line, a
+column missing from the file, a timestamp that is not ISO 8601. Its reason starts with
+its line in the landing file (`line 7: age: 'abc' is not a number ...; income: missing`).
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.lib.batches import NUMBER_PATTERNS
+from mlops_platform.lib.landing import LandedFile
 
-_NUMBER_PATTERNS = {
-    "integer": r"^\s*[-+]?\d+(?:\.0*)?\s*$",
-    "float": r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$",
+RAGGED = "(ragged line)"
+_LARGEST = sys.float_info.max
+_NUMBER_KINDS = {
+    NUMBER_PATTERNS["integer"]: "integer: ASCII digits, at most 18 of them",
+    NUMBER_PATTERNS["float"]: "float: ASCII decimal",
 }
+
+
+class RulesDisagree(RuntimeError):
+    """Great Expectations and the row rules counted a different number of breaking rows."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,7 @@ class ExpectationOutcome:
     unexpected_count: int
     element_count: int
     observed: str
+    raised: bool = False
 
     @property
     def unexpected_fraction(self) -> float:
@@ -44,10 +60,11 @@ class ExpectationOutcome:
 
 @dataclass(frozen=True)
 class BatchValidation:
-    """Everything the suites found in a batch: per-expectation outcomes and per-row reasons."""
+    """The suites' outcomes, every row's reasons, and rows quarantined per column."""
 
     outcomes: list[ExpectationOutcome]
     row_reasons: pd.Series  # aligned with the batch; empty string for a valid row
+    quarantined_by_column: dict[str, int]
 
     @property
     def success(self) -> bool:
@@ -70,50 +87,153 @@ class BatchValidation:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class RowRule:
+    """A rule each row must keep: a Great Expectations column expectation, in pandas too."""
+
+    suite: str  # "format": the text as landed; "values": the typed records
+    expectation: str
+    column: str
+    mostly: float | None = None
+    regex: str | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    value_set: tuple[str, ...] | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.suite, self.expectation, self.column)
+
+    def expectation_object(self) -> object:
+        import great_expectations.expectations as gxe
+
+        options: dict[str, object] = {"column": self.column}
+        if self.mostly is not None:
+            options["mostly"] = self.mostly
+        if self.expectation == "expect_column_values_to_match_regex":
+            return gxe.ExpectColumnValuesToMatchRegex(regex=self.regex, **options)
+        if self.expectation == "expect_column_values_to_be_between":
+            return gxe.ExpectColumnValuesToBeBetween(
+                min_value=self.min_value, max_value=self.max_value, **options
+            )
+        if self.expectation == "expect_column_values_to_be_in_set":
+            return gxe.ExpectColumnValuesToBeInSet(value_set=list(self.value_set or ()), **options)
+        if self.expectation == "expect_column_values_to_be_unique":
+            return gxe.ExpectColumnValuesToBeUnique(**options)
+        return gxe.ExpectColumnValuesToNotBeNull(**options)
+
+    def breaks(self, text: pd.DataFrame, records: pd.DataFrame) -> np.ndarray:
+        """Which rows break the rule, counted as Great Expectations counts them."""
+        if self.suite == "format":
+            cells = text[self.column]
+            return (cells.notna() & ~cells.astype(str).str.contains(self.regex or "")).to_numpy(bool)
+        values = records[self.column]
+        present = values.notna().to_numpy(bool)
+        if self.expectation == "expect_column_values_to_not_be_null":
+            return ~present
+        if self.expectation == "expect_column_values_to_be_unique":
+            return present & values.duplicated(keep=False).to_numpy(bool)
+        if self.expectation == "expect_column_values_to_be_in_set":
+            return present & ~values.isin(list(self.value_set or ())).fillna(False).to_numpy(bool)
+        outside = np.zeros(len(values), dtype=bool)
+        if self.min_value is not None:
+            outside |= (values < self.min_value).fillna(False).to_numpy(bool)
+        if self.max_value is not None:
+            outside |= (values > self.max_value).fillna(False).to_numpy(bool)
+        return present & outside
+
+    def reasons(self, text: pd.DataFrame, records: pd.DataFrame, rows: np.ndarray) -> list[str]:
+        """Why each of `rows` breaks the rule, naming the column and the value."""
+        name = self.column
+        if self.suite == "format":
+            kind = _NUMBER_KINDS[self.regex or ""]
+            return [
+                f"{name}: {_shown(c)} is not a number of the declared type ({kind})"
+                for c in text[name].to_numpy()[rows]
+            ]
+        if self.expectation == "expect_column_values_to_not_be_null":
+            return [f"{name}: missing"] * len(rows)
+        values = records[name].to_numpy(dtype=object)[rows]
+        if self.expectation == "expect_column_values_to_be_unique":
+            return [f"{name}: {_shown(v)} is not unique in the file" for v in values]
+        if self.expectation == "expect_column_values_to_be_in_set":
+            return [f"{name}: {_shown(v)} not in the domain" for v in values]
+        landed = text[name].to_numpy()[rows] if name in text.columns else values
+        bounds = f"[{_bound(self.min_value, '-inf')}, {_bound(self.max_value, 'inf')}]"
+        return [
+            f"{name}: {_shown(t)} is not a finite number"
+            if isinstance(v, float) and not np.isfinite(v)
+            else f"{name}: {_shown(v)} outside {bounds}"
+            for v, t in zip(values, landed, strict=True)
+        ]
+
+
+def row_rules(spec: DatasetSpec, columns_present: list[str]) -> list[RowRule]:
+    """The spec's row-level rules, in suite order (format first, then values)."""
+    mostly = 1.0 - spec.quality.max_quarantine_fraction
+    present = set(columns_present)
+    rules = [
+        RowRule("format", "expect_column_values_to_match_regex", name, mostly, regex=NUMBER_PATTERNS[c.type])
+        for name, c in spec.columns.items()
+        if c.is_numeric and name in present
+    ]
+    rules += [
+        RowRule("values", "expect_column_values_to_not_be_null", "record_id"),
+        RowRule("values", "expect_column_values_to_be_unique", "record_id"),
+        RowRule("values", "expect_column_values_to_not_be_null", "event_timestamp", mostly),
+    ]
+    for name, column in spec.columns.items():
+        if not column.nullable:
+            rules.append(RowRule("values", "expect_column_values_to_not_be_null", name, mostly))
+        if column.type == "float" or (column.is_numeric and (column.min, column.max) != (None, None)):
+            low, high = column.min, column.max
+            if column.type == "float":  # also finite: infinity (e.g. `1e999`) is out of range
+                low, high = (-_LARGEST if low is None else low), (_LARGEST if high is None else high)
+            rules.append(
+                RowRule(
+                    "values",
+                    "expect_column_values_to_be_between",
+                    name,
+                    mostly,
+                    min_value=low,
+                    max_value=high,
+                )
+            )
+        if column.domain is not None:
+            rules.append(
+                RowRule(
+                    "values",
+                    "expect_column_values_to_be_in_set",
+                    name,
+                    mostly,
+                    value_set=tuple(column.domain),
+                )
+            )
+    return rules
+
+
 def build_suites(spec: DatasetSpec, columns_present: list[str]) -> dict[str, object]:
     """The format and values suites for a spec (GX objects; imported here, not at load)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    mostly = 1.0 - spec.quality.max_quarantine_fraction
-    present = set(columns_present)
-    fmt = [
-        gxe.ExpectTableColumnsToMatchSet(column_set=list(spec.columns), exact_match=True),
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-    ]
-    for name, column in spec.columns.items():
-        if column.is_numeric and name in present:
-            fmt.append(
-                gxe.ExpectColumnValuesToMatchRegex(
-                    column=name, regex=_NUMBER_PATTERNS[column.type], mostly=mostly
-                )
-            )
-    values = [
-        gxe.ExpectColumnValuesToNotBeNull(column="record_id"),
-        gxe.ExpectColumnValuesToBeUnique(column="record_id"),
-        gxe.ExpectColumnValuesToNotBeNull(column="event_timestamp", mostly=mostly),
-    ]
-    for name, column in spec.columns.items():
-        if not column.nullable:
-            values.append(gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=mostly))
-        if column.is_numeric and (column.min is not None or column.max is not None):
-            values.append(
-                gxe.ExpectColumnValuesToBeBetween(
-                    column=name, min_value=column.min, max_value=column.max, mostly=mostly
-                )
-            )
-        if column.domain is not None:
-            values.append(
-                gxe.ExpectColumnValuesToBeInSet(column=name, value_set=column.domain, mostly=mostly)
-            )
+    suites: dict[str, list[object]] = {
+        "format": [
+            gxe.ExpectTableColumnsToMatchSet(column_set=list(spec.columns), exact_match=True),
+            gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        ],
+        "values": [],
+    }
+    for rule in row_rules(spec, columns_present):
+        suites[rule.suite].append(rule.expectation_object())
     return {
-        "format": gx.ExpectationSuite(name=f"{spec.name}_format", expectations=fmt),
-        "values": gx.ExpectationSuite(name=f"{spec.name}_values", expectations=values),
+        name: gx.ExpectationSuite(name=f"{spec.name}_{name}", expectations=expectations)
+        for name, expectations in suites.items()
     }
 
 
-def validate_batch(text: pd.DataFrame, records: pd.DataFrame, spec: DatasetSpec) -> BatchValidation:
-    """Run both suites on one batch (`text` as landed, `records` typed, same row order)."""
+def run_suites(text: pd.DataFrame, records: pd.DataFrame, spec: DatasetSpec) -> list[ExpectationOutcome]:
+    """Great Expectations' verdict on well-formed records (`text` as landed, `records` typed)."""
     import great_expectations as gx
 
     text = text.reset_index(drop=True)
@@ -122,23 +242,21 @@ def validate_batch(text: pd.DataFrame, records: pd.DataFrame, spec: DatasetSpec)
     context.variables.progress_bars = {"globally": False}
     batches = context.data_sources.add_pandas("landing").add_dataframe_asset("batch")
     definition = batches.add_batch_definition_whole_dataframe("whole_batch")
-    reasons: list[list[str]] = [[] for _ in range(len(records))]
     outcomes = []
     suites = build_suites(spec, list(text.columns))
     for suite_name, frame in (("format", text), ("values", records)):
         batch = definition.get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(suites[suite_name], result_format={"result_format": "COMPLETE"})
+        result = batch.validate(suites[suite_name], result_format={"result_format": "BASIC"})
         for res in result.results:
             config = res.expectation_config
             column = config.kwargs.get("column")
             detail = res.result or {}
-            unexpected_index = detail.get("unexpected_index_list") or []
-            unexpected_values = detail.get("unexpected_list") or []
-            for index, value in zip(unexpected_index, unexpected_values, strict=False):
-                reasons[index].append(_reason(config.type, column, value, config.kwargs))
+            raised = bool((res.exception_info or {}).get("raised_exception"))
             observed = detail.get("observed_value")
             if observed is None and column is not None and column not in frame.columns:
                 observed = "column missing"
+            elif raised:
+                observed = (res.exception_info or {}).get("exception_message")
             outcomes.append(
                 ExpectationOutcome(
                     suite=suite_name,
@@ -148,24 +266,93 @@ def validate_batch(text: pd.DataFrame, records: pd.DataFrame, spec: DatasetSpec)
                     unexpected_count=int(detail.get("unexpected_count") or 0),
                     element_count=int(detail.get("element_count") or len(frame)),
                     observed="" if observed is None else f"(observed: {_short(observed)})",
+                    raised=raised,
                 )
             )
+    return outcomes
+
+
+def validate_batch(
+    landed: LandedFile, records: pd.DataFrame, spec: DatasetSpec, outcomes: list[ExpectationOutcome]
+) -> BatchValidation:
+    """Every row's reasons to be quarantined, checked against the suites' `outcomes`.
+
+    `records` are the typed rows of `landed`, in its order. Raises `RulesDisagree` when a
+    rule finds a different number of breaking rows than Great Expectations did.
+    """
+    records = records.reset_index(drop=True)
+    well = landed.well_formed
+    text = landed.text.reset_index(drop=True)
+    rows_w = np.flatnonzero(well)
+    text_w, records_w = text.iloc[rows_w].reset_index(drop=True), records.iloc[rows_w].reset_index(drop=True)
+    found: list[tuple[np.ndarray, str, list[str]]] = []
+
+    ragged = np.flatnonzero(~well)
+    found.append((ragged, RAGGED, landed.faults.to_numpy()[ragged].tolist()))
+    for name in spec.columns:
+        if name not in text.columns:
+            found.append((rows_w, name, [f"column {name} missing from {landed.path}"] * len(rows_w)))
+    for name, column in spec.columns.items():
+        if column.type == "timestamp" and name in text.columns:
+            bad = np.flatnonzero(text_w[name].notna().to_numpy(bool) & records_w[name].isna().to_numpy(bool))
+            reasons = [
+                f"{name}: {_shown(c)} is not an ISO 8601 timestamp" for c in text_w[name].to_numpy()[bad]
+            ]
+            found.append((rows_w[bad], name, reasons))
+
+    counts = {}
+    for rule in row_rules(spec, list(text.columns)):
+        bad = np.flatnonzero(rule.breaks(text_w, records_w))
+        counts[rule.key] = len(bad)
+        found.append((rows_w[bad], rule.column, rule.reasons(text_w, records_w, bad)))
+    _require_agreement(landed, outcomes, counts)
+
+    problems = pd.DataFrame(
+        {
+            "row": np.concatenate([rows for rows, _, _ in found]).astype(np.int64),
+            "column": [column for rows, column, _ in found for _ in range(len(rows))],
+            "reason": [reason for _, _, reasons in found for reason in reasons],
+        }
+    ).drop_duplicates(["row", "column"])  # one reason per cell: the first (most basic) one
+    joined = problems.groupby("row", sort=True)["reason"].agg("; ".join)
+    row_reasons = pd.Series("", index=range(len(text)), dtype="string")
+    row_reasons[joined.index] = [f"line {landed.lines[r]}: {reason}" for r, reason in joined.items()]
     return BatchValidation(
-        outcomes=outcomes, row_reasons=pd.Series(["; ".join(r) for r in reasons], dtype="string")
+        outcomes=outcomes,
+        row_reasons=row_reasons,
+        quarantined_by_column=problems["column"].value_counts().to_dict(),
     )
 
 
-def _reason(expectation: str, column: str | None, value: object, kwargs: dict) -> str:
-    shown = "missing" if pd.isna(value) else repr(value.item() if hasattr(value, "item") else value)
-    if expectation == "expect_column_values_to_be_between":
-        return f"{column}: {shown} outside [{kwargs.get('min_value')}, {kwargs.get('max_value')}]"
-    if expectation == "expect_column_values_to_be_in_set":
-        return f"{column}: {shown} not in the domain"
-    if expectation == "expect_column_values_to_not_be_null":
-        return f"{column}: missing"
-    if expectation == "expect_column_values_to_match_regex":
-        return f"{column}: {shown} is not a number of the declared type"
-    return f"{column}: {shown} fails {expectation}"
+def _require_agreement(
+    landed: LandedFile, outcomes: list[ExpectationOutcome], counts: dict[tuple[str, str, str], int]
+) -> None:
+    measured = {(o.suite, o.expectation, o.column): o for o in outcomes if o.column is not None}
+    missing = sorted(set(counts) - set(measured))
+    if missing:
+        raise RulesDisagree(f"{landed.path}: Great Expectations did not report {missing}")
+    disagree = [
+        f"{key[1]}({key[2]}): Great Expectations {measured[key].unexpected_count}, rules {count}"
+        for key, count in counts.items()
+        if not measured[key].raised and measured[key].unexpected_count != count
+    ]
+    if disagree:
+        raise RulesDisagree(
+            f"{landed.path}: the row rules in lib/expectations.py and Great Expectations count different "
+            f"rows: {'; '.join(disagree)}"
+        )
+
+
+def _shown(value: object) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return "missing"
+    return _short(repr(value.item() if isinstance(value, np.generic) else value))
+
+
+def _bound(value: float | None, unbounded: str) -> str:
+    if value is None or abs(value) >= _LARGEST:
+        return unbounded
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _short(value: object, limit: int = 80) -> str:

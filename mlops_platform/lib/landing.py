@@ -1,13 +1,15 @@
 """Landing files: the demo's source split into a reference period and daily batches.
 
 A landing file is `<landing_dir>/<YYYY-MM-DD>.csv` holding the source's own columns as
-text. Files are written atomically (temporary name, then rename), so a sensor never
-sees half a file.
+text, UTF-8, with a header line. Files are written atomically (temporary name, then
+rename), so a sensor never sees half a file.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +34,122 @@ def landed_days(landing_dir: Path) -> list[str]:
     return sorted(m.group(1) for p in Path(landing_dir).iterdir() if (m := _LANDING_NAME.match(p.name)))
 
 
-def read_landing_file(path: Path) -> pd.DataFrame:
-    """Read a landing file as text (types are checked later); empty cells become missing."""
-    if not Path(path).is_file():
+class LandingFileError(ValueError):
+    """A landing file that cannot be read as a table; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A landing file's data records as text, in file order.
+
+    `text` has one row per record, with the header's columns; empty cells are missing.
+    A ragged record (more or fewer fields than the header) is all missing in `text`, kept
+    as landed in `ragged` and explained in `faults` (both missing for well-formed records).
+    `lines` holds the line each record starts on; line 1 is the header.
+    """
+
+    path: Path
+    text: pd.DataFrame
+    lines: np.ndarray
+    ragged: pd.Series
+    faults: pd.Series
+
+    @property
+    def well_formed(self) -> np.ndarray:
+        return self.ragged.isna().to_numpy()
+
+
+def parse_landing_file(path: Path) -> LandedFile:
+    """Read a landing file as text records (types are checked later).
+
+    Fails only when the file is not a table at all (missing, empty, not UTF-8, a header
+    with an empty or repeated name). A record with the wrong number of fields is kept as
+    ragged, for quarantine; when it spans several lines (a quote left open swallows the
+    lines after it), each of its lines is a ragged record of its own, so no line hides
+    inside another.
+    """
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(
             f"no landing file {path}: write one with `mlops simulate-batches` or copy a CSV there"
         )
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    content = _decode(path, path.read_bytes())
+    if not content.strip():
+        raise LandingFileError(f"{path}: the file is empty; a landing file starts with a header line")
+    lines = io.StringIO(content, newline="").readlines()
+    csv.field_size_limit(max(csv.field_size_limit(), len(content) + 1))  # one field may hold it all
+    reader = csv.reader(lines)
+    header = next(reader)
+    if not header:
+        raise LandingFileError(f"{path}: line 1 is empty; line 1 must be the header naming the columns")
+    _check_header(path, header)
+    rows: list[list[str | None]] = []
+    starts: list[int] = []
+    ragged: list[str | None] = []
+    faults: list[str | None] = []
+    missing = [None] * len(header)
+    start = reader.line_num + 1
+    for fields in reader:
+        end = reader.line_num
+        if len(fields) == len(header):
+            rows.append([cell if cell != "" else None for cell in fields])
+            starts.append(start)
+            ragged.append(None)
+            faults.append(None)
+        elif fields:  # a blank line holds no record
+            fault = f"{len(fields)} fields where the header has {len(header)}"
+            if end > start:
+                fault = f"one record of {fault} spans lines {start}-{end} (a quote left open?)"
+            for number in range(start, end + 1):
+                if lines[number - 1].strip("\r\n") or number == start:
+                    rows.append(missing)
+                    starts.append(number)
+                    ragged.append(lines[number - 1].rstrip("\r\n"))
+                    faults.append(fault)
+        start = end + 1
+    return LandedFile(
+        path=path,
+        text=pd.DataFrame(rows, columns=header, dtype=object),
+        lines=np.array(starts, dtype=np.int64),
+        ragged=pd.Series(ragged, dtype="string"),
+        faults=pd.Series(faults, dtype="string"),
+    )
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise LandingFileError(
+            f"{path}: line {line}, byte {byte} of the line: not UTF-8 ({exc.reason}); "
+            "write landing files as UTF-8"
+        ) from None
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if not name.strip():
+            raise LandingFileError(
+                f"{path}: line 1, field {position}: no column name; line 1 must be the header"
+            )
+        if name in seen:
+            raise LandingFileError(
+                f"{path}: line 1, fields {seen[name]} and {position}: column {name!r} is named twice"
+            )
+        seen[name] = position
+
+
+def read_landing_file(path: Path) -> pd.DataFrame:
+    """A well-formed landing file as a text table (empty cells missing); a ragged record
+    raises `LandingFileError` naming its line."""
+    landed = parse_landing_file(path)
+    if not landed.well_formed.all():
+        first = int(np.flatnonzero(~landed.well_formed)[0])
+        raise LandingFileError(f"{path}: line {landed.lines[first]}: {landed.faults[first]}")
+    return landed.text
 
 
 def load_source(spec: DatasetSpec) -> pd.DataFrame:
@@ -110,10 +221,14 @@ def apply_shifts(batch: pd.DataFrame, shifts: list[Shift], spec: DatasetSpec, se
 
 
 def write_landing_file(batch: pd.DataFrame, landing_dir: Path, day: dt.date | str) -> Path:
-    """Write one day's batch atomically; an existing file for that day is replaced."""
+    """Write one day's batch atomically; an existing file for that day is replaced.
+
+    Records end in CRLF (RFC 4180), so a cell holding a line break of any kind is quoted
+    and reads back as one cell.
+    """
     target = landing_path(landing_dir, day)
     with atomic_target(target) as tmp:
-        batch.to_csv(tmp, index=False)
+        batch.to_csv(tmp, index=False, lineterminator="\r\n")
     return target
 
 

@@ -22,6 +22,8 @@ from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.lib.ground_truth import request_id_for
 from mlops_platform.lib.landing import Shift, apply_shifts, load_source
 
+CONNECTION_ERROR = "connection-error"  # the status of a request that got no HTTP answer
+
 
 def held_out_instances(
     spec: DatasetSpec, rows: int, shifts: list[Shift] | None = None, seed: int = 0
@@ -60,12 +62,15 @@ class TrafficReport:
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
+        """Counts by status (HTTP codes, and `connection-error` for requests that got no answer),
+        versions and latency of the answered requests."""
         latencies = np.array(self.latencies_ms) if self.latencies_ms else np.array([math.nan])
         return {
             "sent": self.sent,
             "seconds": round(self.seconds, 2),
             "rate_per_s": round(self.sent / self.seconds, 1) if self.seconds else 0.0,
-            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items(), key=lambda kv: str(kv[0]))},
+            "connection_errors": self.statuses.get(CONNECTION_ERROR, 0),
             "versions": dict(sorted(self.versions.items())),
             "p50_ms": round(float(np.percentile(latencies, 50)), 2),
             "p99_ms": round(float(np.percentile(latencies, 99)), 2),
@@ -174,7 +179,7 @@ class TrafficSender:
                         headers={"x-request-id": request_id_for(position)},
                     )
                 except httpx.HTTPError as exc:
-                    self._record("connection-error", None, repr(exc), None)
+                    self._record(CONNECTION_ERROR, None, repr(exc), None)
                     continue
                 ms = (time.perf_counter() - sent_at) * 1000
                 if answer.status_code == 200:

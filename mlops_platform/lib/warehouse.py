@@ -3,6 +3,9 @@
 Every table is written twice: into the DuckDB file (what dbt transforms) and as Parquet
 under the lake folder (one file per day for partitioned tables). Writing a day again
 replaces that day in both, inside one transaction, so re-ingestion never duplicates.
+
+The verdicts of the gates on a partitioned table live beside it in `<table>_gates` (one
+row per day and gate; DuckDB only): readers keep only the days every gate passed.
 """
 
 from __future__ import annotations
@@ -83,6 +86,69 @@ def replace_partitions(
         )
         con.execute(f"INSERT INTO {_quote(table)} BY NAME SELECT * FROM incoming")
         con.execute("COMMIT")
+
+
+def gates_table(table: str) -> str:
+    """The table of per-day gate verdicts on a partitioned table."""
+    return f"{table}_gates"
+
+
+def _create_gates_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {_quote(gates_table(table))} (ingestion_date DATE NOT NULL, "
+        "check_name VARCHAR NOT NULL, passed BOOLEAN NOT NULL, checked_at TIMESTAMPTZ NOT NULL, "
+        "run_id VARCHAR, description VARCHAR)"
+    )
+
+
+def clear_gate_verdicts(path: Path, table: str, days: Sequence[str]) -> None:
+    """Forget every gate verdict on these days of `table`. Called before the days are
+    rewritten, so a day counts as ungated until its gates judge the new rows."""
+    with connect(path) as con:
+        _create_gates_table(con, table)
+        for day in days:
+            con.execute(
+                f"DELETE FROM {_quote(gates_table(table))} WHERE ingestion_date = CAST(? AS DATE)", [day]
+            )
+
+
+def record_gate_verdicts(
+    path: Path, table: str, check_name: str, verdicts: dict[str, tuple[bool, str]], run_id: str
+) -> None:
+    """Record one gate's verdict per day (`{day: (passed, description)}`), replacing its
+    earlier verdict on those days."""
+    rows = pd.DataFrame(
+        [(day, passed, description) for day, (passed, description) in verdicts.items()],
+        columns=["ingestion_date", "passed", "description"],
+    )
+    with connect(path) as con:
+        _create_gates_table(con, table)
+        con.register("verdicts", rows)
+        con.execute("BEGIN TRANSACTION")
+        con.execute(
+            f"DELETE FROM {_quote(gates_table(table))} WHERE check_name = ? "
+            "AND ingestion_date IN (SELECT CAST(ingestion_date AS DATE) FROM verdicts)",
+            [check_name],
+        )
+        con.execute(
+            f"INSERT INTO {_quote(gates_table(table))} SELECT CAST(ingestion_date AS DATE), ?, passed, "
+            "now(), ?, description FROM verdicts",
+            [check_name, run_id],
+        )
+        con.execute("COMMIT")
+
+
+def passed_days_sql(table: str, gates: Sequence[str]) -> tuple[str, list[object]]:
+    """A query of the days (DATE) on which every one of `gates` recorded a pass on `table`,
+    with its parameters; the same rule `stg_records` applies in dbt."""
+    if not gates:
+        raise ValueError(f"name at least one gate of {table}")
+    sql = (
+        f"SELECT ingestion_date FROM {_quote(gates_table(table))} "
+        f"WHERE check_name IN ({', '.join('?' for _ in gates)}) GROUP BY ingestion_date "
+        "HAVING count(DISTINCT check_name) = ? AND bool_and(passed)"
+    )
+    return sql, [*gates, len(gates)]
 
 
 def replace_table(path: Path, table: str, frame: pd.DataFrame) -> None:

@@ -209,7 +209,11 @@ class KServeInferenceService(ServingBackend):
         )
         return TrafficStatus(rolled_out_version, latest_version, percent, bool(confirmed))
 
-    def request_traffic(self, version: str, canary_percent: int) -> None:
+    def renew_lease(self, owner: dict) -> None:
+        """Nothing to renew: KServe's controller keeps the split itself, and the deploy op's failure
+        handling rolls a canary back (the local gateway's lease has no KServe counterpart)."""
+
+    def request_traffic(self, version: str, canary_percent: int, owner: dict | None = None) -> None:
         """Create the InferenceService (first version: 100 %) or patch version and canaryTrafficPercent.
 
         As in the local gateway: 100, or the version already rolled out, promotes (the

@@ -11,6 +11,8 @@ a canary percent, and confirm that every replica serves the new split before ana
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +38,11 @@ class ServingUnavailable(RuntimeError):
     """The backend cannot be reached or refused the change; the message says what to do."""
 
 
+def deploy_owner(run_id: str) -> dict:
+    """Who drives a canary: this process of run `run_id` (the gateway's lease owner)."""
+    return {"run_id": str(run_id), "pid": os.getpid(), "host": socket.gethostname()}
+
+
 class ServingBackend(dg.ConfigurableResource):
     """What the deploy op needs from a serving backend."""
 
@@ -47,17 +54,24 @@ class ServingBackend(dg.ConfigurableResource):
     def status(self) -> TrafficStatus:
         raise NotImplementedError
 
-    def request_traffic(self, version: str, canary_percent: int) -> None:
-        """Ask for `version` at `canary_percent` (KServe semantics); returns without waiting."""
+    def request_traffic(self, version: str, canary_percent: int, owner: dict | None = None) -> None:
+        """Ask for `version` at `canary_percent` (KServe semantics); returns without waiting.
+
+        `owner` (`deploy_owner`) names the run driving the canary; it holds the canary's lease.
+        """
+        raise NotImplementedError
+
+    def renew_lease(self, owner: dict) -> None:
+        """Tell the backend that `owner` still drives the canary (call well within the lease)."""
         raise NotImplementedError
 
     def metrics_text(self) -> str:
         """Prometheus text exposition with the model server's `mlops_*` series."""
         raise NotImplementedError
 
-    def set_traffic(self, version: str, canary_percent: int) -> TrafficStatus:
+    def set_traffic(self, version: str, canary_percent: int, owner: dict | None = None) -> TrafficStatus:
         """Apply a split and wait until every replica serves it."""
-        self.request_traffic(version, canary_percent)
+        self.request_traffic(version, canary_percent, owner)
         deadline = time.monotonic() + self.confirm_timeout_seconds
         expected_percent = 100 if canary_percent == 100 else canary_percent
         while True:
@@ -127,8 +141,16 @@ class LocalGateway(ServingBackend):
             confirmed=bool(report["status"]["applied"]),
         )
 
-    def request_traffic(self, version: str, canary_percent: int) -> None:
-        self._call("PUT", "/admin/traffic", {"version": str(version), "canary_percent": int(canary_percent)})
+    def request_traffic(self, version: str, canary_percent: int, owner: dict | None = None) -> None:
+        body: dict = {"version": str(version), "canary_percent": int(canary_percent)}
+        if owner is not None:
+            body["owner"] = owner
+        self._call("PUT", "/admin/traffic", body)
+
+    def renew_lease(self, owner: dict) -> None:
+        """Renew the canary's lease (`POST /admin/traffic/lease`); the gateway rolls back a canary
+        whose lease expires or whose owner process on this host died."""
+        self._call("POST", "/admin/traffic/lease", {"owner": owner})
 
     def metrics_text(self) -> str:
         return self._call("GET", "/metrics", admin=False).decode()

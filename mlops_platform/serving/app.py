@@ -8,7 +8,13 @@ inference log. Handlers parse and answer JSON with orjson and score on the event
 
 Endpoints: `POST /v1/models/{name}:predict`, `GET /v1/models/{name}`,
 `POST /v2/models/{name}[/versions/{v}]/infer`, `GET /v2/models/{name}[/ready]`,
-`GET /v2/health/live|ready`, `GET /v2`, `GET /metrics`, `GET|PUT /admin/traffic` (token).
+`GET /v2/health/live|ready`, `GET /v2`, `GET /metrics`, `GET|PUT /admin/traffic` and
+`POST /admin/traffic/lease` (token), `GET /openapi.json` (every route, the inference ones included).
+
+A POST body must be JSON: a Content-Type that is present and not `application/json` (or a
+`+json` type) is answered 415 naming the header; a body without Content-Type is read as JSON.
+Every 5xx is counted in `mlops_server_errors_total{route,status}`; an unexpected exception in a
+handler is logged with its traceback and answered as a 500 JSON error, never a dropped connection.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import hmac
 import logging
 import os
 import re
+import socket
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,19 +37,24 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.serving.batching import MicroBatcher
 from mlops_platform.serving.inference_log import InferenceLogWriter
 from mlops_platform.serving.metrics import ServerMetrics
 from mlops_platform.serving.revisions import (
+    RegistryUnavailable,
     Revision,
     RevisionError,
+    configure_mlflow_client,
     fetch_artifact,
     load_revision,
     resolve_version,
 )
+from mlops_platform.serving.schemas import LeaseRequest, TrafficRequest, openapi_document, parse_body
 from mlops_platform.serving.traffic import Split, TrafficState, TrafficStore, admin_token
 from mlops_platform.serving.validation import FeatureBatch, InvalidRequest, RequestValidator
 from mlops_platform.settings import Settings
@@ -51,6 +64,23 @@ log = logging.getLogger("mlops_platform.serving")
 MAX_BODY_BYTES = int(os.environ.get("MLOPS_SERVE_MAX_BODY_BYTES", str(8 * 1024 * 1024)))
 MAX_ROWS = int(os.environ.get("MLOPS_SERVE_MAX_ROWS", "10000"))
 REFRESH_SECONDS = 0.2
+
+
+def is_json_type(content_type: bytes) -> bool:
+    """Whether a Content-Type names JSON: `application/json` or any `+json` type, parameters aside."""
+    if content_type == b"application/json":
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.endswith(b"+json") and b"/" in media)
+
+
+def unsupported_media(content_type: bytes) -> InvalidRequest:
+    shown = content_type.decode("latin-1")[:100]
+    return InvalidRequest(
+        "content-type",
+        f"{shown!r} is not JSON: send the body as JSON with Content-Type: application/json",
+        415,
+    )
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -78,6 +108,9 @@ class Gateway:
         self.metrics: ServerMetrics | None = None
         self.log: InferenceLogWriter | None = None
         self._seen: tuple[int, int] | None = None
+        self._latest: TrafficState | None = None  # the state file as last read
+        self._apply_lock = threading.Lock()  # the watcher and the admin API may apply at once
+        self._host = socket.gethostname()
         self._feature_store: Any = None
         self._feature_lock = asyncio.Lock()
         self.batcher = MicroBatcher()
@@ -91,6 +124,7 @@ class Gateway:
         torch.set_num_threads(1)  # one core per worker; intra-op threads only add contention here
         self.metrics = ServerMetrics()
         self.log = InferenceLogWriter(self.settings.inference_log_dir)
+        self.store.roll_back_orphan(at_startup=False)  # a dead owner or an expired lease: before serving
         self._refresh()
         # Everything loaded so far (torch, pandas, the models) lives as long as the worker: keep it
         # out of the cyclic collector's scans, which otherwise stall requests for milliseconds.
@@ -112,6 +146,13 @@ class Gateway:
             await asyncio.sleep(REFRESH_SECONDS)
             try:
                 await asyncio.to_thread(self._refresh)
+                latest = self._latest
+                if (
+                    latest is not None
+                    and latest.canary_active
+                    and latest.orphan_reason(host=self._host, at_startup=False)
+                ):
+                    await asyncio.to_thread(self.store.roll_back_orphan, at_startup=False)
             except Exception:  # keep serving the current split; the next change of the file retries
                 log.exception("could not apply the traffic state")
 
@@ -125,12 +166,19 @@ class Gateway:
             return
         self._seen = seen
         state = self.store.read()
+        self._latest = state
         if state is not None and (self.state is None or state.generation != self.state.generation):
             self._apply(state)
 
     def _apply(self, state: TrafficState) -> None:
         """Load what `state` needs, then swap the split in one assignment (in-flight requests
-        keep the revision they picked)."""
+        keep the revision they picked). One at a time, never back to an older generation."""
+        with self._apply_lock:
+            if self.state is not None and state.generation < self.state.generation:
+                return
+            self._apply_unlocked(state)
+
+    def _apply_unlocked(self, state: TrafficState) -> None:
         if state.model_name != self.model_name:
             raise RevisionError(
                 f"traffic state is for {state.model_name!r}, this server serves {self.model_name!r}"
@@ -196,6 +244,10 @@ class Gateway:
             return 503, {"error": str(exc), "request_id": request_id}, {}
         except RuntimeError as exc:
             return 500, {"error": str(exc), "request_id": request_id}, {}
+        except RecursionError:
+            assert self.metrics is not None
+            self.metrics.invalid.labels("400").inc()
+            return 400, {"error": "body: nested too deeply", "field": "body", "request_id": request_id}, {}
         predictions = (probabilities >= revision.threshold).astype(np.int64)
         headers = {"x-model-name": self.model_name, "x-model-version": revision.version}
         if protocol == "v1":
@@ -235,25 +287,40 @@ class Gateway:
 
     async def features_for(self, entity_ids: list[str]) -> FeatureBatch:
         """Read the entities' features from the Feast online store, then validate them like a request."""
-        async with self._feature_lock:
-            if self._feature_store is None:
-                from mlops_platform.feature_repo.store import open_store
-
-                self._feature_store = await asyncio.to_thread(
-                    open_store,
-                    self.spec.name,
-                    self.settings.feast_dir,
-                    self.settings.feast_online_store,
-                    self.settings.redis_url,
-                )
         from mlops_platform.feature_repo.definitions import ENTITY_KEY, feature_references
 
-        store = self._feature_store
-        found = await asyncio.to_thread(
-            lambda: store.get_online_features(
-                features=feature_references(self.spec), entity_rows=[{ENTITY_KEY: e} for e in entity_ids]
-            ).to_dict()
-        )
+        try:
+            async with self._feature_lock:
+                if self._feature_store is None:
+                    from mlops_platform.feature_repo.store import open_store
+
+                    self._feature_store = await asyncio.to_thread(
+                        open_store,
+                        self.spec.name,
+                        self.settings.feast_dir,
+                        self.settings.feast_online_store,
+                        self.settings.redis_url,
+                    )
+            store = self._feature_store
+            found = await asyncio.to_thread(
+                lambda: store.get_online_features(
+                    features=feature_references(self.spec),
+                    entity_rows=[{ENTITY_KEY: e} for e in entity_ids],
+                ).to_dict()
+            )
+        except Exception as exc:
+            if type(exc).__name__ in ("FeatureViewNotFoundException", "ProjectNotFoundException"):
+                raise InvalidRequest(
+                    f"instances[0].{ENTITY_KEY}",
+                    "the online store has no features for this model yet (materialize the "
+                    "feature_store asset), so no entity is found: send feature values instead",
+                    404,
+                ) from None
+            # the store (Redis, SQLite) does not answer
+            raise LookupError(
+                f"the online feature store cannot answer entity lookups ({type(exc).__name__}: "
+                f"{str(exc)[:200]}): materialize the feature_store asset, or send feature values"
+            ) from None
         instances = []
         for i, entity in enumerate(entity_ids):
             row = {name: found[name][i] for name in self.validator.names}
@@ -355,6 +422,7 @@ class Gateway:
         state = self.store.read()
         workers = self.store.applied_generations()
         generation = state.generation if state else 0
+        rollback = state.orphaned_canary_rollback if state else None
         return {
             "spec": state.model_dump() if state else None,
             "status": {
@@ -364,39 +432,48 @@ class Gateway:
                 ],
                 "workers": {str(pid): g for pid, g in workers.items()},
                 "applied": bool(workers) and all(g == generation for g in workers.values()),
+                "orphaned_canary_rollback": rollback.model_dump() if rollback else None,
             },
         }
 
     async def set_traffic(self, body: Any) -> TrafficState:
-        if not isinstance(body, dict):
-            raise InvalidRequest("body", 'expected {"version" or "alias", "canary_percent"}', 400)
-        unknown = sorted(set(body) - {"version", "alias", "canary_percent"})
-        if unknown:
-            raise InvalidRequest(unknown[0], "is not a traffic setting (version, alias, canary_percent)")
-        percent = body.get("canary_percent", 100)
-        if type(percent) is not int or not 0 <= percent <= 100:
-            raise InvalidRequest("canary_percent", f"must be an integer from 0 to 100, got {percent!r}")
-        version, alias = body.get("version"), body.get("alias")
+        """Apply a `TrafficRequest`; InvalidRequest for a bad body or an unknown version,
+        RegistryUnavailable when the registry does not answer."""
+        wanted: TrafficRequest = parse_body(TrafficRequest, body)
+        version, alias = wanted.version, wanted.alias
         if (version is None) == (alias is None):
             raise InvalidRequest("version", 'give exactly one of "version" and "alias"')
-        uri = self.settings.tracking_uri
         try:
             resolved = await asyncio.to_thread(
-                resolve_version,
-                uri,
-                self.model_name,
-                version=None if version is None else str(version),
-                alias=alias,
+                resolve_version, self.settings.tracking_uri, self.model_name, version=version, alias=alias
             )
             await asyncio.to_thread(self._load_check, resolved)
         except RevisionError as exc:
             raise InvalidRequest("alias" if alias else "version", str(exc), 404) from None
         with self.store.locked():
             current = self.store.read() or TrafficState(model_name=self.model_name)
-            state = current.with_revision(resolved, percent)
+            state = current.with_revision(resolved, wanted.canary_percent, wanted.owner)
             self.store.write(state)
         await asyncio.to_thread(self._apply, state)
         return state
+
+    def renew_lease(self, body: Any) -> TrafficState:
+        """Extend the running canary's lease for its owner; InvalidRequest (409) when no canary
+        runs or another run owns it."""
+        owner = parse_body(LeaseRequest, body).owner
+        with self.store.locked():
+            state = self.store.read()
+            if state is None or not state.canary_active:
+                shown = state.shares() if state else {}
+                raise InvalidRequest(
+                    "owner", f"no canary is running (traffic {shown}): nothing to renew", 409
+                )
+            if state.owner is None or state.owner.run_id != owner.run_id:
+                holder = state.owner.run_id if state.owner else "nobody"
+                raise InvalidRequest("owner.run_id", f"the canary's lease is held by {holder}", 409)
+            renewed = state.with_renewed_lease(owner)
+            self.store.write(renewed)
+        return renewed
 
     def _load_check(self, version: str) -> None:
         if version not in self.revisions:
@@ -430,50 +507,104 @@ class InferenceRoutes:
             if found is not None:
                 await self._serve(scope, receive, send, "v2", found.group(1), found.group(2))
                 return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self._fastapi(scope, receive, send)
+
+    async def _fastapi(self, scope: dict, receive: Any, send: Any) -> None:
+        """FastAPI's routes, with every 5xx counted and an exception never left unanswered."""
+        started = False
+
+        async def observed(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if message["status"] >= 500:
+                    self._count_5xx(scope, message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        except Exception:
+            # the app's exception handler answered already (and counted); here only log it
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if not started:
+                await _send_json(observed, 500, {"error": "internal server error"}, [])
+
+    def _count_5xx(self, scope: dict, status: int) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        if self.gateway.metrics is not None:
+            self.gateway.metrics.server_errors.labels(template, str(status)).inc()
 
     async def _serve(
         self, scope: dict, receive: Any, send: Any, protocol: str, model: str, version: str | None
     ) -> None:
         started = time.perf_counter()
-        request_id = declared = None
+        request_id = declared = content_type = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif key == b"content-length":
-                declared = int(value)
+                declared = value
+            elif key == b"content-type":
+                content_type = value
         request_id = request_id or uuid.uuid4().hex
-        body = await self._body(receive, declared)
-        if body is None:
-            assert self.gateway.metrics is not None
-            self.gateway.metrics.invalid.labels("413").inc()
+        try:
+            status, payload, headers = await self._answer(
+                receive, protocol, model, version, request_id, started, declared, content_type
+            )
+        except Exception as exc:  # a bug, never bad input: answered, counted and logged all the same
+            log.exception("%s request %s failed", protocol, request_id)
             status, payload, headers = (
-                413,
-                {
-                    "error": f"body: over the limit of {MAX_BODY_BYTES} bytes",
-                    "field": "body",
-                    "request_id": request_id,
-                },
+                500,
+                {"error": f"internal server error ({type(exc).__name__})", "request_id": request_id},
                 {},
             )
-        else:
-            status, payload, headers = await self.gateway.infer(
-                protocol, model, version, body, request_id, started
-            )
+        if status >= 500:
+            assert self.gateway.metrics is not None
+            route = _ROUTES[protocol] if version is None else _V2_VERSION_ROUTE
+            self.gateway.metrics.server_errors.labels(route, str(status)).inc()
         raw_headers = [
             (b"content-type", b"application/json"),
             (b"x-request-id", request_id.encode("latin-1")),
         ]
         raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send(
-            {"type": "http.response.body", "body": orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)}
-        )
+        await _send_json(send, status, payload, raw_headers)
+
+    async def _answer(
+        self,
+        receive: Any,
+        protocol: str,
+        model: str,
+        version: str | None,
+        request_id: str,
+        started: float,
+        declared: bytes | None,
+        content_type: bytes | None,
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        refused = None
+        if content_type is not None and not is_json_type(content_type):
+            refused = unsupported_media(content_type)
+        else:
+            body = await self._body(receive, declared)
+            if body is None:
+                refused = InvalidRequest("body", f"over the limit of {MAX_BODY_BYTES} bytes", 413)
+        if refused is not None:
+            assert self.gateway.metrics is not None
+            self.gateway.metrics.invalid.labels(str(refused.status)).inc()
+            return (
+                refused.status,
+                {"error": str(refused), "field": refused.field, "request_id": request_id},
+                {},
+            )
+        return await self.gateway.infer(protocol, model, version, body, request_id, started)
 
     @staticmethod
-    async def _body(receive: Any, declared: int | None) -> bytes | None:
+    async def _body(receive: Any, declared: bytes | None) -> bytes | None:
         """The request body, or None when it is (or is declared) over the size limit."""
-        if declared is not None and declared > MAX_BODY_BYTES:
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
             return None
         chunks, size, more = [], 0, True
         while more:
@@ -489,15 +620,52 @@ class InferenceRoutes:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+_ROUTES = {"v1": "/v1/models/{model}:predict", "v2": "/v2/models/{model}/infer"}
+_V2_VERSION_ROUTE = "/v2/models/{model}/versions/{version}/infer"
+
+
+async def _send_json(send: Any, status: int, payload: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = headers or [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send(
+        {"type": "http.response.body", "body": orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)}
+    )
+
+
 def create_app(settings: Settings | None = None) -> InferenceRoutes:
     """The ASGI app (a factory: `uvicorn --factory mlops_platform.serving.app:create_app`)."""
     settings = settings or Settings.from_env()
+    configure_mlflow_client()
     gateway = Gateway(settings, settings.load_spec())
     app = FastAPI(
         title="mlops_platform model server", lifespan=gateway.lifespan, docs_url="/docs", redoc_url=None
     )
     app.state.gateway = gateway
     name = gateway.model_name
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        return _json({"error": f"internal server error ({type(exc).__name__})"}, 500)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _json({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        return _json({"error": f"{field}: {first.get('msg')}", "field": field}, 422)
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            base = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            app.openapi_schema = openapi_document(base, gateway.spec)
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
 
     def _model_ready() -> bool:
         return gateway.split is not None
@@ -580,16 +748,40 @@ def create_app(settings: Settings | None = None) -> InferenceRoutes:
     async def get_traffic(request: Request) -> Response:
         return gateway.authorize(request) or _json(gateway.traffic_report())
 
+    async def admin_body(request: Request) -> Any:
+        content_type = request.headers.get("content-type")
+        if content_type is not None and not is_json_type(content_type.encode("latin-1")):
+            raise unsupported_media(content_type.encode("latin-1"))
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise InvalidRequest("body", f"over the limit of {MAX_BODY_BYTES} bytes", 413)
+        return gateway.parse_json(body)
+
     @app.put("/admin/traffic")
     async def put_traffic(request: Request) -> Response:
         refused = gateway.authorize(request)
         if refused is not None:
             return refused
         try:
-            state = await gateway.set_traffic(gateway.parse_json(await request.body()))
+            state = await gateway.set_traffic(await admin_body(request))
         except InvalidRequest as exc:
             return _json({"error": str(exc), "field": exc.field}, exc.status)
+        except RegistryUnavailable as exc:
+            log.warning("admin API: %s", exc)
+            return _json({"error": str(exc), "field": "registry"}, 503)
         log.info("traffic set by admin API: %s", state.shares())
+        return _json(gateway.traffic_report())
+
+    @app.post("/admin/traffic/lease")
+    async def renew_lease(request: Request) -> Response:
+        refused = gateway.authorize(request)
+        if refused is not None:
+            return refused
+        try:
+            body = await admin_body(request)
+            await asyncio.to_thread(gateway.renew_lease, body)
+        except InvalidRequest as exc:
+            return _json({"error": str(exc), "field": exc.field}, exc.status)
         return _json(gateway.traffic_report())
 
     return InferenceRoutes(app, gateway)

@@ -12,6 +12,7 @@ workers' files. The canary analysis reads these same series, by `model_version`.
 | `mlops_model_latency_seconds` | model_name, model_version | histogram, one model call (a micro-batch) |
 | `mlops_predictions_total` | model_name, model_version, bucket | rows scored, by probability bucket |
 | `mlops_invalid_requests_total` | status | requests refused before routing (4xx) |
+| `mlops_server_errors_total` | route, status | every 5xx the server answered, any route |
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class ServerMetrics:
             "mlops_predictions", "Rows scored, by upper edge of the probability bucket", (*labels, "bucket")
         )
         self.invalid = Counter("mlops_invalid_requests", "Requests refused before routing", ("status",))
+        self.server_errors = Counter(
+            "mlops_server_errors", "Responses with a 5xx status, by route template", ("route", "status")
+        )
 
     def for_version(self, model_name: str, version: str) -> VersionInstruments:
         return VersionInstruments(

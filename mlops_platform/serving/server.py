@@ -15,7 +15,12 @@ DEFAULT_ALIAS = "champion"
 
 def seed_traffic(settings: Settings, *, version: str | None, alias: str | None, reset: bool) -> str:
     """Write the first traffic state unless one survives from an earlier run; says what it did."""
-    from mlops_platform.serving.revisions import RevisionError, fetch_artifact, resolve_version
+    from mlops_platform.serving.revisions import (
+        RegistryUnavailable,
+        RevisionError,
+        fetch_artifact,
+        resolve_version,
+    )
     from mlops_platform.serving.traffic import TrafficState, TrafficStore
 
     name = settings.load_spec().registered_model_name
@@ -27,7 +32,7 @@ def seed_traffic(settings: Settings, *, version: str | None, alias: str | None, 
         resolved = resolve_version(
             settings.tracking_uri, name, version=version, alias=alias or (None if version else DEFAULT_ALIAS)
         )
-    except RevisionError as exc:
+    except (RevisionError, RegistryUnavailable) as exc:
         if version is not None or alias is not None:
             raise
         store.write(TrafficState(model_name=name))
@@ -66,12 +71,22 @@ def run_server(
     os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = settings.tracking_uri
     os.environ["MLOPS_DATASET_SPEC"] = str(settings.dataset_spec_path)
 
+    from mlops_platform.serving.revisions import configure_mlflow_client
     from mlops_platform.serving.traffic import TrafficStore, admin_token
 
+    configure_mlflow_client()  # seconds, not minutes of retries, when the registry is down
     store = TrafficStore(settings.serving_dir)
     store.reset_workers()
     admin_token(settings.serving_dir)  # created once here, before the workers read it
     print(seed_traffic(settings, version=version, alias=alias, reset=reset), flush=True)
+    # A canary that survived a restart with nobody driving it goes back to the stable version.
+    rolled_back = store.roll_back_orphan(at_startup=True)
+    if rolled_back is not None and rolled_back.orphaned_canary_rollback is not None:
+        note = rolled_back.orphaned_canary_rollback
+        print(
+            f"rolled back orphaned canary v{note.version} ({note.percent} % -> 0 %): {note.reason}",
+            flush=True,
+        )
     print(f"admin token in {settings.serving_dir / 'admin_token'} (or MLOPS_ADMIN_TOKEN)", flush=True)
     uvicorn.run(
         "mlops_platform.serving.app:create_app",

@@ -21,6 +21,27 @@ ENTITY_FIELD = "record_id"  # the Feast entity key: an instance may carry only t
 V2_NUMERIC_TYPES = frozenset(
     {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64"}
 )
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # numeric features reach the model as float32
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(value: Any) -> str:
+    """A value for an error message: short, and safe for deep or huge containers."""
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return f"an object with {len(value)} keys"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        body = value.strip().lstrip("+-").replace(".", "", 1)
+        hint = " (a number written as a string: send it as a JSON number)" if body.isdigit() else ""
+        return f"the string {_short(value)}{hint}"
+    return f"{type(value).__name__} {_short(value)}"
 
 
 class InvalidRequest(Exception):
@@ -80,16 +101,18 @@ class _Column:
                 return math.nan
             raise InvalidRequest(field, "is required and may not be null")
         if type(value) is bool or not isinstance(value, int | float):
-            raise InvalidRequest(field, f"expected a number, got {type(value).__name__} {value!r}")
+            raise InvalidRequest(field, f"expected a number, got {describe(value)}")
         if isinstance(value, float):
             if not math.isfinite(value):
                 raise InvalidRequest(field, f"{value!r} is not a finite number")
             if self.integer and not value.is_integer():
                 raise InvalidRequest(field, f"expected an integer, got {value!r}")
         if self.low is not None and value < self.low:
-            raise InvalidRequest(field, f"{value!r} is below the minimum {self.low:g}")
+            raise InvalidRequest(field, f"{_short(value)} is below the minimum {self.low:g}")
         if self.high is not None and value > self.high:
-            raise InvalidRequest(field, f"{value!r} is above the maximum {self.high:g}")
+            raise InvalidRequest(field, f"{_short(value)} is above the maximum {self.high:g}")
+        if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+            raise InvalidRequest(field, f"{_short(value)} is out of range for this model (float32)")
         return float(value)
 
     def categorical(self, value: Any, field: str) -> str | None:
@@ -98,10 +121,10 @@ class _Column:
                 return None
             raise InvalidRequest(field, "is required and may not be null")
         if not isinstance(value, str):
-            raise InvalidRequest(field, f"expected a string, got {type(value).__name__} {value!r}")
+            raise InvalidRequest(field, f"expected a string, got {describe(value)}")
         if self.domain is not None and value not in self.domain:
             shown = ", ".join(sorted(self.domain)[:8]) + (", ..." if len(self.domain) > 8 else "")
-            raise InvalidRequest(field, f"{value!r} is not an allowed value ({shown})")
+            raise InvalidRequest(field, f"{_short(value)} is not an allowed value ({shown})")
         return value
 
     def categorical_values(self, values: list) -> list[str | None]:
@@ -222,18 +245,25 @@ class RequestValidator:
             shape = tensor.get("shape")
             if not (isinstance(shape, list) and shape and all(isinstance(s, int) for s in shape)):
                 raise InvalidRequest(f"{where}.shape", "is required: a list of integers such as [rows]")
-            if math.prod(shape) != len(data) or (len(shape) == 2 and shape[1] != 1) or len(shape) > 2:
+            if len(shape) > 2 or math.prod(shape) != len(data) or (len(shape) == 2 and shape[1] != 1):
                 raise InvalidRequest(
-                    f"{where}.shape", f"{shape} does not describe {len(data)} values in one column"
+                    f"{where}.shape", f"{_short(shape)} does not describe {len(data)} values in one column"
                 )
             datatype = tensor.get("datatype")
             numeric = name in self.numeric_names
+            if type(datatype) is not str:
+                raise InvalidRequest(
+                    f"{where}.datatype",
+                    f"expected a string such as INT64, FP32 or BYTES, got {describe(datatype)}",
+                )
             if numeric and datatype not in V2_NUMERIC_TYPES:
                 raise InvalidRequest(
-                    f"{where}.datatype", f"{datatype!r}: a numeric feature needs INT* or FP*"
+                    f"{where}.datatype", f"{_short(datatype)}: a numeric feature needs INT* or FP*"
                 )
             if not numeric and datatype != "BYTES":
-                raise InvalidRequest(f"{where}.datatype", f"{datatype!r}: a categorical feature needs BYTES")
+                raise InvalidRequest(
+                    f"{where}.datatype", f"{_short(datatype)}: a categorical feature needs BYTES"
+                )
             if rows is not None and len(data) != rows:
                 raise InvalidRequest(f"{where}.data", f"has {len(data)} rows; other inputs have {rows}")
             rows = len(data)
@@ -268,6 +298,8 @@ class RequestValidator:
             bad |= values < column.low
         if column.high is not None:
             bad |= values > column.high
+        if column.low is None or column.high is None:
+            bad |= np.abs(values) > FLOAT32_MAX
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             column.numeric(data[i], f"inputs[{column.name}].data[{i}]")  # raises with the reason

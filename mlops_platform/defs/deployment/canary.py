@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_platform.datasets.spec import DatasetSpec, DeploymentSpec
+from mlops_platform.defs.registry.assets import CHALLENGER
 from mlops_platform.lib.canary_analysis import (
     AnalysisPolicy,
     Verdict,
@@ -14,11 +15,13 @@ from mlops_platform.lib.canary_analysis import (
     has_enough_samples,
     parse_metrics,
 )
+from mlops_platform.lib.deployment_record import finish_attempt, retire, start_attempt
 from mlops_platform.resources.mlflow import MlflowTracking
-from mlops_platform.resources.serving import ServingBackend
+from mlops_platform.resources.serving import ServingBackend, deploy_owner
 
 DEPLOY_MODEL = "deploy_model"
 CHAMPION = "champion"
+LEASE_RENEW_SECONDS = 5.0  # well inside the gateway's lease (MLOPS_CANARY_LEASE_SECONDS, 60 s)
 _ROLLOUT = DeploymentSpec()  # the defaults of a spec without a `deployment` section
 
 
@@ -26,7 +29,7 @@ class CanaryConfig(dg.Config):
     """Steps, dwell and the analysis thresholds (see `lib/canary_analysis.py`). The job's default
     run config comes from the dataset spec's `deployment` section."""
 
-    alias: str = "challenger"
+    alias: str = CHALLENGER
     steps: list[int] = Field(default_factory=lambda: list(_ROLLOUT.canary_steps))
     dwell_seconds: float = _ROLLOUT.dwell_seconds
     max_wait_seconds: float = _ROLLOUT.max_wait_seconds  # per step, for `min_samples`
@@ -66,11 +69,25 @@ def _steps_markdown(steps: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _hold(serving: ServingBackend, owner: dict, seconds: float) -> None:
+    """Wait `seconds`, renewing the canary's lease so the gateway knows a run still drives it."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        serving.renew_lease(owner)
+        time.sleep(min(left, LEASE_RENEW_SECONDS))
+
+
 def _window(
-    serving: ServingBackend, model_name: str, canary: str, stable: str, before: dict, config: CanaryConfig
+    serving: ServingBackend,
+    model_name: str,
+    canary: str,
+    stable: str,
+    before: dict,
+    config: CanaryConfig,
+    owner: dict,
 ) -> tuple[VersionWindow, VersionWindow]:
     """Dwell, then wait (up to `max_wait_seconds`) until both versions have `min_samples`."""
-    time.sleep(config.dwell_seconds)
+    _hold(serving, owner, config.dwell_seconds)
     deadline = time.monotonic() + config.max_wait_seconds
     while True:
         after = parse_metrics(serving.metrics_text(), model_name)
@@ -82,7 +99,7 @@ def _window(
             or time.monotonic() > deadline
         ):
             return windows[canary], windows[stable]
-        time.sleep(1.0)
+        _hold(serving, owner, 1.0)
 
 
 def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
@@ -91,8 +108,10 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
             "Rolls the `challenger` version out behind a canary: for each step (default 10 → 50 → 100 %) "
             "it sets the split on the serving backend, confirms it, waits the dwell time, and compares "
             "canary with stable from the server's metrics (error rate, p95 latency, prediction "
-            "distribution, with a minimum sample). Promotes (alias `champion` moves) or rolls back "
-            "(0 %, `champion` unchanged); every step is recorded as metadata."
+            "distribution, with a minimum sample). Promotes (alias `champion` moves, the replaced "
+            "version is tagged retired, `challenger` leaves the promoted version) or rolls back "
+            "(0 %, `champion` unchanged). Every attempt and its outcome is tagged on the version "
+            "(`deployment.*`); the gateway rolls back a canary whose lease this run stops renewing."
         ),
         tags={"kind": "deploy"},
     )
@@ -103,26 +122,39 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
         steps = config.checked_steps()
         challenger = mlflow.version_for_alias(name, config.alias)
         if challenger is None:
-            raise dg.Failure(
-                f"{name} has no {config.alias!r} alias: register a version first (retrain_model)"
+            champion = mlflow.version_for_alias(name, CHAMPION)
+            if champion is None:
+                raise dg.Failure(
+                    f"{name} has no {config.alias!r} alias: register a version first (retrain_model)"
+                )
+            reason = (
+                f"no {config.alias!r} to roll out: v{champion.version} is {CHAMPION} "
+                "(a promotion takes the alias off; retrain_model registers the next one)"
+            )
+            context.log.info(reason)
+            return dg.Output(
+                {"version": None, "outcome": "nothing_to_deploy", "reason": reason, "steps": []},
+                metadata={"outcome": "nothing_to_deploy", "reason": reason},
             )
         version = str(challenger.version)
         client = mlflow.client()
         current = serving.status()
         stable = current.rolled_out_version
+        owner = deploy_owner(context.run.run_id)
         context.log.info(
             f"{serving.describe()}: serving {current.shares() or 'nothing'}; rolling out v{version}"
         )
         record: list[dict] = []
+        attempt = start_attempt(client, name, version, context.run.run_id)
 
         def finish(outcome: str, reason: str) -> dg.Output[dict]:
-            client.set_model_version_tag(name, version, "deployment.status", outcome)
-            client.set_model_version_tag(name, version, "deployment.reason", reason[:5000])
+            finish_attempt(client, name, version, attempt, outcome, reason)
             result = {
                 "version": version,
                 "previous": stable,
                 "outcome": outcome,
                 "reason": reason,
+                "attempt": attempt,
                 "steps": record,
             }
             return dg.Output(
@@ -130,6 +162,7 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 metadata={
                     "outcome": dg.MetadataValue.text(outcome),
                     "version": dg.MetadataValue.text(version),
+                    "attempt": dg.MetadataValue.int(attempt),
                     "previous_version": dg.MetadataValue.text(stable or "-"),
                     "reason": dg.MetadataValue.text(reason),
                     "backend": dg.MetadataValue.text(serving.describe()),
@@ -138,48 +171,68 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 },
             )
 
+        def promote(reason: str) -> dg.Output[dict]:
+            """`champion` moves here; the version it replaced is retired; `challenger` leaves it."""
+            client.set_registered_model_alias(name, CHAMPION, version)
+            if stable is not None and stable != version:
+                retire(client, name, stable, replaced_by=version)
+            challenger_now = mlflow.version_for_alias(name, config.alias)
+            if challenger_now is not None and str(challenger_now.version) == version:
+                client.delete_registered_model_alias(name, config.alias)
+            return finish("promoted", reason)
+
         if stable == version:
             return finish("already_rolled_out", f"v{version} already takes all traffic")
-        if stable is None:
-            serving.set_traffic(version, 100)
-            client.set_registered_model_alias(name, CHAMPION, version)
-            record.append({"percent": 100, "passed": True, "reasons": [], "facts": {}})
-            return finish("promoted", "first rollout: no stable version to compare with, so no canary")
+        try:
+            if stable is None:
+                serving.set_traffic(version, 100, owner=owner)
+                record.append({"percent": 100, "passed": True, "reasons": [], "facts": {}})
+                return promote("first rollout: no stable version to compare with, so no canary")
 
-        for percent in steps:
-            if percent == 100:
-                break
-            before = parse_metrics(serving.metrics_text(), name)
-            status = serving.set_traffic(version, percent)
-            context.log.info(
-                f"step {percent} %: confirmed {status.shares()}; dwelling {config.dwell_seconds:.0f} s"
-            )
-            canary_window, stable_window = _window(serving, name, version, stable, before, config)
-            verdict: Verdict = compare(canary_window, stable_window, config.policy())
-            record.append({"percent": percent, **verdict.as_dict()})
-            context.log_event(
-                dg.AssetObservation(
-                    asset_key="registered_model_version",
-                    metadata={
-                        "canary_step_percent": percent,
-                        "canary_version": version,
-                        "canary_passed": verdict.passed,
-                        **{f"canary_{k}": v for k, v in verdict.facts.items()},
-                    },
+            for percent in steps:
+                if percent == 100:
+                    break
+                before = parse_metrics(serving.metrics_text(), name)
+                status = serving.set_traffic(version, percent, owner=owner)
+                context.log.info(
+                    f"step {percent} %: confirmed {status.shares()}; dwelling {config.dwell_seconds:.0f} s"
                 )
-            )
-            if not verdict.passed:
-                serving.set_traffic(version, 0)
-                reason = f"rolled back at {percent} %: " + "; ".join(verdict.reasons)
-                context.log.warning(reason)
-                output = finish("rolled_back", reason)
-                raise dg.Failure(description=reason, metadata=output.metadata)
-            context.log.info(f"step {percent} % passed: {verdict.facts}")
-        serving.set_traffic(version, 100)
+                canary_window, stable_window = _window(serving, name, version, stable, before, config, owner)
+                verdict: Verdict = compare(canary_window, stable_window, config.policy())
+                record.append({"percent": percent, **verdict.as_dict()})
+                context.log_event(
+                    dg.AssetObservation(
+                        asset_key="registered_model_version",
+                        metadata={
+                            "canary_step_percent": percent,
+                            "canary_version": version,
+                            "canary_passed": verdict.passed,
+                            **{f"canary_{k}": v for k, v in verdict.facts.items()},
+                        },
+                    )
+                )
+                if not verdict.passed:
+                    serving.set_traffic(version, 0, owner=owner)
+                    reason = f"rolled back at {percent} %: " + "; ".join(verdict.reasons)
+                    context.log.warning(reason)
+                    output = finish("rolled_back", reason)
+                    raise dg.Failure(description=reason, metadata=output.metadata)
+                context.log.info(f"step {percent} % passed: {verdict.facts}")
+            serving.set_traffic(version, 100, owner=owner)
+        except dg.Failure:
+            raise
+        except Exception as exc:
+            reason = f"rollout of v{version} failed: {exc}"
+            finish_attempt(client, name, version, attempt, "failed", reason)
+            if stable is not None:
+                try:  # the gateway also rolls back a canary whose lease nobody renews
+                    serving.request_traffic(version, 0, owner=owner)
+                except Exception as rollback_error:
+                    context.log.warning(f"could not roll v{version} back to 0 %: {rollback_error}")
+            raise
         record.append({"percent": 100, "passed": True, "reasons": [], "facts": {}})
-        client.set_registered_model_alias(name, CHAMPION, version)
         context.log.info(f"promoted v{version}: alias {CHAMPION} moved from v{stable}")
-        return finish("promoted", f"passed every step; v{stable} retired")
+        return promote(f"passed every step; v{stable} retired")
 
     rollout = spec.deployment
     defaults = CanaryConfig(

@@ -11,6 +11,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 
 from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.defs.ingestion.checks import RAW_DATA_GATES
 from mlops_platform.lib.preprocessing import MISSING_CATEGORY
 from mlops_platform.settings import Settings
 
@@ -28,6 +29,7 @@ def dbt_vars(settings: Settings, spec: DatasetSpec) -> dict[str, Any]:
         "label_column": spec.label.column,
         "positive_class": spec.label.positive_class,
         "missing_category": MISSING_CATEGORY,
+        "raw_data_gates": list(RAW_DATA_GATES),  # a day reaches stg_records once all of these passed
     }
 
 

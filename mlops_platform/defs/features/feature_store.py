@@ -17,6 +17,7 @@ from mlops_platform.feature_repo.definitions import (
     feature_view_name,
 )
 from mlops_platform.feature_repo.store import online_store_config
+from mlops_platform.lib.uris import redact_uri
 from mlops_platform.resources.feast import FeastResource
 from mlops_platform.settings import Settings
 
@@ -61,7 +62,12 @@ def build_feature_store_asset(
                 "features": dg.MetadataValue.json(spec.features.all),
                 "entities_materialized": dg.MetadataValue.int(len(timestamps)),
                 "online_store": dg.MetadataValue.json(
-                    online_store_config(Path(feast.repo_dir), feast.online_store, feast.redis_url)
+                    {
+                        key: redact_uri(value)
+                        for key, value in online_store_config(
+                            Path(feast.repo_dir), feast.online_store, feast.redis_url
+                        ).items()
+                    }
                 ),
                 "offline_source": dg.MetadataValue.path(str(path)),
                 "window": dg.MetadataValue.text(f"{start.isoformat()} .. {end.isoformat()}"),

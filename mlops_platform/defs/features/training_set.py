@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.defs.ingestion.checks import RAW_DATA_GATES
 from mlops_platform.feature_repo.definitions import ENTITY_KEY, TIMESTAMP_FIELD, feature_service_name
 from mlops_platform.lib import warehouse
 from mlops_platform.lib.batches import content_hash
@@ -12,6 +13,22 @@ from mlops_platform.resources.feast import FeastResource
 from mlops_platform.settings import Settings
 
 GROUP = "features"
+
+
+def gated_labels(settings: Settings) -> pd.DataFrame:
+    """The labels of records whose landing day passes its gates now.
+
+    `labels` is rebuilt only when dbt runs, which a failed gate blocks: a day that passed
+    once and then failed on re-landing still has rows there until the next dbt run.
+    """
+    days, params = warehouse.passed_days_sql("raw_data", RAW_DATA_GATES)
+    return warehouse.query(
+        settings.warehouse_path,
+        f"SELECT labels.{ENTITY_KEY}, labels.{TIMESTAMP_FIELD}, labels.label FROM labels "
+        f"JOIN stg_records USING ({ENTITY_KEY}) "
+        f"WHERE CAST(stg_records.ingestion_date AS DATE) IN ({days}) ORDER BY labels.{ENTITY_KEY}",
+        params,
+    )
 
 
 def build_training_set_asset(
@@ -30,10 +47,7 @@ def build_training_set_asset(
         ),
     )
     def training_set(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.Output[pd.DataFrame]:
-        labels = warehouse.query(
-            settings.warehouse_path,
-            f"SELECT {ENTITY_KEY}, {TIMESTAMP_FIELD}, label FROM labels ORDER BY {ENTITY_KEY}",
-        )
+        labels = gated_labels(settings)
         store = feast.store()
         joined = store.get_historical_features(
             entity_df=labels, features=store.get_feature_service(feature_service_name(spec))
@@ -69,9 +83,7 @@ def build_training_set_asset(
         ),
     )
     def training_set_is_sound(training_set: pd.DataFrame) -> dg.AssetCheckResult:
-        labelled = int(
-            warehouse.query(settings.warehouse_path, "SELECT count(*) AS n FROM labels")["n"].iloc[0]
-        )
+        labelled = len(gated_labels(settings))
         problems = []
         if len(training_set) != labelled:
             problems.append(f"{len(training_set)} rows for {labelled} labelled records")

@@ -1,10 +1,13 @@
 """`raw_data` and `quarantined_rows`: one step lands a day, validates it and splits it."""
 
+from collections import Counter
+
 import dagster as dg
 import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.ingestion.partitions import daily_partitions
+from mlops_platform.lib import warehouse
 from mlops_platform.lib.batches import content_hash
 from mlops_platform.lib.ingestion import ingest_day, summary_table
 from mlops_platform.settings import Settings
@@ -39,8 +42,11 @@ def build_ingestion_assets(settings: Settings, spec: DatasetSpec) -> dg.AssetsDe
     def ingest_landing_batches(context: dg.AssetExecutionContext):
         """Read each day's landing file, type it, run the spec's expectation suites and split it.
 
-        Runs over a whole partition range in one step (single-run backfills).
+        Runs over a whole partition range in one step (single-run backfills). The days'
+        gate verdicts are cleared first: until the gates judge the new rows, downstream
+        models leave the days out.
         """
+        warehouse.clear_gate_verdicts(settings.warehouse_path, "raw_data", context.partition_keys)
         days = [
             ingest_day(settings.landing_dir, spec, day, settings.validations_dir)
             for day in context.partition_keys
@@ -72,14 +78,14 @@ def build_ingestion_assets(settings: Settings, spec: DatasetSpec) -> dg.AssetsDe
                 ),
             },
         )
-        reasons = quarantined["quarantine_reason"].str.split("; ").explode().str.split(":").str[0]
+        by_column = sum((Counter(d.validation.quarantined_by_column) for d in days), Counter())
         yield dg.Output(
             quarantined,
             output_name="quarantined_rows",
             data_version=dg.DataVersion(content_hash(quarantined)),
             metadata={
                 **counts,
-                "quarantined_by_column": dg.MetadataValue.json(reasons.value_counts().to_dict()),
+                "quarantined_by_column": dg.MetadataValue.json(dict(by_column.most_common())),
                 "preview": dg.MetadataValue.md(
                     quarantined[["record_id", "quarantine_reason"]].head(10).to_markdown(index=False)
                     if len(quarantined)

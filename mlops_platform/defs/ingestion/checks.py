@@ -1,20 +1,32 @@
-"""Blocking data-quality gates on `raw_data`: a failed gate stops everything downstream."""
+"""Blocking data-quality gates on `raw_data`: a failed gate stops everything downstream.
+
+Each gate also records its verdict per day in the warehouse (`raw_data_gates`), and
+`stg_records` keeps only the days that every gate in `RAW_DATA_GATES` passed, so a day
+that failed stays out of every later run until it is re-landed and passes.
+"""
 
 import dagster as dg
 import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
-from mlops_platform.lib.batches import prepare_batch
-from mlops_platform.lib.ingestion import ingest_day
-from mlops_platform.lib.landing import landing_path, read_landing_file
+from mlops_platform.lib import warehouse
+from mlops_platform.lib.ingestion import ingest_day, read_day
 from mlops_platform.settings import Settings
+
+RAW_DATA = "raw_data"
+RAW_DATA_GATES = ("great_expectations_suite", "quarantine_rate")
 
 
 def build_ingestion_checks(settings: Settings, spec: DatasetSpec) -> list[dg.AssetChecksDefinition]:
     limit = spec.quality.max_quarantine_fraction
 
+    def record(
+        context: dg.AssetCheckExecutionContext, gate: str, verdicts: dict[str, tuple[bool, str]]
+    ) -> None:
+        warehouse.record_gate_verdicts(settings.warehouse_path, RAW_DATA, gate, verdicts, context.run.run_id)
+
     @dg.asset_check(
-        asset="raw_data",
+        asset=RAW_DATA,
         blocking=True,
         description=(
             "Great Expectations suites built from the dataset spec (column set, non-empty batch, "
@@ -23,16 +35,20 @@ def build_ingestion_checks(settings: Settings, spec: DatasetSpec) -> list[dg.Ass
         ),
     )
     def great_expectations_suite(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        failures = []
+        failures: list[str] = []
         report = []
+        verdicts = {}
         for day in context.partition_keys:
             validation = ingest_day(settings.landing_dir, spec, day, settings.validations_dir).validation
             report.append(f"### {day}\n\n{validation.as_markdown()}")
-            failures += [
+            failed = [
                 f"{day}: {o.expectation}({o.column or 'table'}) unexpected "
                 f"{o.unexpected_count}/{o.element_count} {o.observed}".strip()
                 for o in validation.failed()
             ]
+            verdicts[day] = (not failed, "; ".join(failed) or "every expectation passed")
+            failures += failed
+        record(context, "great_expectations_suite", verdicts)
         return dg.AssetCheckResult(
             passed=not failures,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -45,7 +61,7 @@ def build_ingestion_checks(settings: Settings, spec: DatasetSpec) -> list[dg.Ass
         )
 
     @dg.asset_check(
-        asset="raw_data",
+        asset=RAW_DATA,
         blocking=True,
         additional_ins={"quarantined_rows": dg.AssetIn("quarantined_rows")},
         description=(
@@ -56,18 +72,15 @@ def build_ingestion_checks(settings: Settings, spec: DatasetSpec) -> list[dg.Ass
     def quarantine_rate(
         context: dg.AssetCheckExecutionContext, raw_data: pd.DataFrame, quarantined_rows: pd.DataFrame
     ) -> dg.AssetCheckResult:
-        problems = []
+        problems: list[str] = []
         per_day = {}
+        verdicts = {}
         for day in context.partition_keys:
-            landed_ids = prepare_batch(read_landing_file(landing_path(settings.landing_dir, day)), spec, day)[
-                "record_id"
+            landed_ids = read_day(settings.landing_dir, spec, day)[1]["record_id"]
+            kept = raw_data.loc[raw_data["ingestion_date"].dt.strftime("%Y-%m-%d") == day, "record_id"]
+            held = quarantined_rows.loc[
+                quarantined_rows["ingestion_date"].dt.strftime("%Y-%m-%d") == day, "record_id"
             ]
-            kept = set(raw_data.loc[raw_data["ingestion_date"].dt.strftime("%Y-%m-%d") == day, "record_id"])
-            held = set(
-                quarantined_rows.loc[
-                    quarantined_rows["ingestion_date"].dt.strftime("%Y-%m-%d") == day, "record_id"
-                ]
-            )
             fraction = len(held) / len(landed_ids) if len(landed_ids) else 0.0
             per_day[day] = {
                 "landed": len(landed_ids),
@@ -75,14 +88,17 @@ def build_ingestion_checks(settings: Settings, spec: DatasetSpec) -> list[dg.Ass
                 "quarantined": len(held),
                 "fraction": round(fraction, 4),
             }
-            if kept & held:
-                problems.append(f"{day}: {len(kept & held)} records are both kept and quarantined")
-            if len(kept) + len(held) != len(landed_ids) or (kept | held) != set(landed_ids):
-                problems.append(
-                    f"{day}: raw {len(kept)} + quarantined {len(held)} != landed {len(landed_ids)}"
-                )
+            found = []
+            both = set(kept) & set(held)
+            if both:
+                found.append(f"{day}: {len(both)} records are both kept and quarantined")
+            if len(kept) + len(held) != len(landed_ids) or set(kept) | set(held) != set(landed_ids):
+                found.append(f"{day}: raw {len(kept)} + quarantined {len(held)} != landed {len(landed_ids)}")
             if fraction > limit:
-                problems.append(f"{day}: quarantined fraction {fraction:.2%} exceeds the limit {limit:.2%}")
+                found.append(f"{day}: quarantined fraction {fraction:.2%} exceeds the limit {limit:.2%}")
+            verdicts[day] = (not found, "; ".join(found) or f"{fraction:.2%} quarantined")
+            problems += found
+        record(context, "quarantine_rate", verdicts)
         worst = max((v["fraction"] for v in per_day.values()), default=0.0)
         return dg.AssetCheckResult(
             passed=not problems,

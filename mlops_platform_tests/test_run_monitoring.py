@@ -1,0 +1,139 @@
+"""A run whose worker is killed: the daemon marks it failed, frees its slot, retries it, and
+its MLflow run ends as KILLED. A real `dagster-daemon`, code server and run workers."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from mlflow import MlflowClient
+
+from mlops_platform.definitions import build_definitions
+from mlops_platform.local_processes import start_dagster_daemon
+from mlops_platform.run_launcher import MonitoredRunLauncher, process_alive, run_worker
+from mlops_platform_tests.pipeline import land_reference, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+LONG_TRAINING = {"ops": {"trained_model": {"config": {"epochs": 100000, "patience": 100000}}}}
+
+
+def _wait(what: str, found, timeout: float, daemon):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = found()
+        if value:
+            return value
+        assert daemon.running(), f"the daemon exited:\n{daemon.log_tail()}"
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s:\n{daemon.log_tail()}"
+        time.sleep(1)
+
+
+def _launch(cli_env: dict, job: str, config: dict | None = None) -> None:
+    argv = ["dagster", "job", "launch", "-m", "mlops_platform", "-j", job]
+    if config:
+        argv += ["--config-json", json.dumps(config)]
+    subprocess.run(argv, env=cli_env, check=True, capture_output=True, timeout=120)
+
+
+def test_process_alive_tells_a_live_process_from_a_dead_or_reused_pid():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert process_alive(child.pid, time.time())
+        assert not process_alive(child.pid, time.time() - 3600)  # started after the record: reused pid
+    finally:
+        child.kill()
+        child.wait()
+    assert not process_alive(child.pid, time.time())
+
+
+def test_a_killed_run_is_failed_retried_and_frees_its_slot(adult_settings, cli_env, monkeypatch):
+    monkeypatch.setenv("DAGSTER_HOME", cli_env["DAGSTER_HOME"])
+    instance = dg.DagsterInstance.get()
+    assert isinstance(instance.run_launcher, MonitoredRunLauncher)
+    days = land_reference(adult_settings)
+    # the data half on the daemon's own instance, so its new_data_sensor has nothing to start
+    assert run_pipeline(
+        adult_settings, instance, days[0], days[-1], defs=build_definitions(adult_settings)
+    ).success
+
+    daemon = start_dagster_daemon(adult_settings, Path(cli_env["DAGSTER_HOME"]))
+    client = MlflowClient(tracking_uri=adult_settings.tracking_uri)
+    try:
+        _launch(cli_env, "retrain_model", LONG_TRAINING)
+        first = _wait(
+            "the long retrain did not start",
+            lambda: instance.get_runs(dg.RunsFilter(job_name="retrain_model"), limit=1),
+            120,
+            daemon,
+        )[0]
+        _launch(cli_env, "retrain_model")  # the next run for the same warehouse slot: queued behind it
+
+        def training_run():
+            experiment = client.get_experiment_by_name(adult_settings.load_spec().name)
+            if experiment is None:
+                return None
+            runs = client.search_runs(
+                [experiment.experiment_id], filter_string=f"tags.`dagster.run_id` = '{first.run_id}'"
+            )
+            return runs[0] if runs and runs[0].info.status == "RUNNING" else None
+
+        mlflow_run = _wait("training never started in MLflow", training_run, 180, daemon)
+        second = instance.get_runs(dg.RunsFilter(job_name="retrain_model"), limit=1)[0]
+        assert second.run_id != first.run_id
+        assert instance.get_run_by_id(second.run_id).status == dg.DagsterRunStatus.QUEUED
+
+        # Kill the run worker while the code server that started it is frozen (the code server
+        # would notice its child's death itself; a crashed or hung one would not): only run
+        # monitoring can see the run died.
+        pid, _ = run_worker(instance, first.run_id)
+        code_server = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(code_server, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            _wait(
+                "run monitoring did not fail the killed run",
+                lambda: instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.FAILURE,
+                90,
+                daemon,
+            )
+            assert time.monotonic() - killed_at < 90
+        finally:
+            os.kill(code_server, signal.SIGCONT)
+        messages = " ".join(
+            f"{e.user_message} {e.dagster_event.message if e.dagster_event else ''}"
+            for e in instance.all_logs(first.run_id)
+        )
+        assert f"run worker process {pid} is gone" in messages
+
+        _wait(
+            "the queued run did not take the freed slot",
+            lambda: (
+                instance.get_run_by_id(second.run_id).status
+                in (dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.SUCCESS)
+            ),
+            120,
+            daemon,
+        )
+        retry = _wait(
+            "the killed run was not retried",
+            lambda: [
+                r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": first.run_id}))
+            ],
+            120,
+            daemon,
+        )
+        assert retry[0].job_name == "retrain_model"
+        _wait(
+            "its MLflow run is still RUNNING",
+            lambda: client.get_run(mlflow_run.info.run_id).info.status == "KILLED",
+            90,
+            daemon,
+        )
+    finally:
+        daemon.stop(timeout=20)
