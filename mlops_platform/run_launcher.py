@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import DefaultRunLauncher
+from dagster import DagsterInstance, DefaultRunLauncher
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRun
@@ -36,8 +36,8 @@ class MonitoredRunLauncher(DefaultRunLauncher):
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         worker = run_worker(self._instance, run.run_id)
-        if worker is None:  # not started yet: the start timeout covers this case
-            return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker recorded yet")
+        if worker is None:  # a run executed some other way (in process): nothing to judge
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker process recorded")
         pid, recorded_at = worker
         if process_alive(pid, recorded_at):
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker pid {pid} is alive")
@@ -46,7 +46,7 @@ class MonitoredRunLauncher(DefaultRunLauncher):
         )
 
 
-def run_worker(instance, run_id: str) -> tuple[int, float] | None:
+def run_worker(instance: DagsterInstance, run_id: str) -> tuple[int, float] | None:
     """(pid, when it was recorded) of a run's worker process, from its first engine events."""
     events = instance.event_log_storage.get_logs_for_run(
         run_id, of_type=DagsterEventType.ENGINE_EVENT, limit=5, ascending=True

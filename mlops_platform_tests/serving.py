@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -30,11 +29,6 @@ ROW = {
     "hours_per_week": 40,
     "native_country": "United-States",
 }
-
-
-def this_process_owner(run_id: str = "test-run") -> dict:
-    """A canary owner that stays alive as long as the test: this process."""
-    return {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname()}
 
 
 def dead_pid() -> int:

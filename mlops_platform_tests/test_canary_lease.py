@@ -16,7 +16,7 @@ import pytest
 from mlops_platform.resources.serving import LocalGateway, ServingUnavailable, deploy_owner
 from mlops_platform.serving.traffic import CanaryOwner, TrafficState, TrafficStore
 from mlops_platform.settings import Settings
-from mlops_platform_tests.serving import ROW, dead_pid, free_port, start_server, this_process_owner
+from mlops_platform_tests.serving import ROW, dead_pid, free_port, start_server
 
 MODEL = "adult_income_classifier"
 
@@ -107,7 +107,7 @@ def test_a_canary_keeps_its_lease_while_renewed_and_is_rolled_back_when_it_expir
             gateway.renew_lease(owner)
 
         # an owner process on this host that dies is noticed without waiting for its lease
-        server.set_traffic("2", 30, owner={**this_process_owner("short-lived"), "pid": dead_pid()})
+        server.set_traffic("2", 30, owner={**deploy_owner("short-lived"), "pid": dead_pid()})
         deadline = time.monotonic() + 5
         while (report := server.report())["spec"]["canary_percent"] != 0:
             assert time.monotonic() < deadline, report

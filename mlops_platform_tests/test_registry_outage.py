@@ -1,5 +1,6 @@
 """An unreachable MLflow fails fast, naming the store without its password, before any work."""
 
+import socket
 import time
 
 import dagster as dg
@@ -7,7 +8,8 @@ import pytest
 
 from mlops_platform.definitions import build_definitions
 from mlops_platform.defs.jobs import RETRAIN_MODEL
-from mlops_platform.resources.mlflow import MlflowTracking, MlflowUnreachable
+from mlops_platform.lib.tracking_store import RegistryUnavailable
+from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.settings import Settings
 from mlops_platform_tests.serving import free_port
 
@@ -25,7 +27,7 @@ def test_an_unreachable_store_fails_in_seconds_naming_it_redacted(uri):
     uri = uri.format(port=free_port())  # nothing listens there
     resource = MlflowTracking(tracking_uri=uri, artifact_root="/tmp/unused", experiment="x")
     started = time.monotonic()
-    with pytest.raises(MlflowUnreachable) as failure:
+    with pytest.raises(RegistryUnavailable) as failure:
         resource.check_reachable()
     assert time.monotonic() - started < 30
     message = str(failure.value)
@@ -34,9 +36,29 @@ def test_an_unreachable_store_fails_in_seconds_naming_it_redacted(uri):
     assert "MLOPS_MLFLOW_TRACKING_URI" in message
 
 
-def test_the_embedded_sqlite_store_is_reachable(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    MlflowTracking(tracking_uri=uri, artifact_root=str(tmp_path), experiment="x").check_reachable()
+def test_a_store_that_answers_passes_and_an_uncreatable_sqlite_folder_fails(tmp_path):
+    with socket.socket() as listening:  # a server that accepts connections, with credentials in its URI
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        MlflowTracking(
+            tracking_uri=f"http://user:{PASSWORD}@127.0.0.1:{port}",
+            artifact_root="/tmp/unused",
+            experiment="x",
+        ).check_reachable()
+    MlflowTracking(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}",
+        artifact_root="/tmp/unused",
+        experiment="x",
+    ).check_reachable()
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(RegistryUnavailable, match="sqlite:///"):
+        MlflowTracking(
+            tracking_uri=f"sqlite:///{tmp_path / 'a_file' / 'mlflow.db'}",
+            artifact_root="/tmp/unused",
+            experiment="x",
+            probe_attempts=1,
+        ).check_reachable()
 
 
 def test_retrain_fails_before_rebuilding_the_training_set(adult_settings: Settings, instance):

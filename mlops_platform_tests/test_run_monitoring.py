@@ -137,3 +137,41 @@ def test_a_killed_run_is_failed_retried_and_frees_its_slot(adult_settings, cli_e
         )
     finally:
         daemon.stop(timeout=20)
+
+
+def test_the_cleanup_sensor_ends_what_a_failed_run_left_running(tmp_path, instance):
+    """`failed_run_cleanup_sensor` evaluated on a real failed run and a real MLflow store."""
+    from mlops_platform.datasets.spec import load_spec, shipped_spec_path
+    from mlops_platform.defs.registry.sensors import build_failed_run_cleanup_sensor
+    from mlops_platform.resources.mlflow import MlflowTracking
+
+    @dg.op
+    def crashes() -> None:
+        raise RuntimeError("the step died")
+
+    @dg.job
+    def doomed() -> None:
+        crashes()
+
+    result = doomed.execute_in_process(instance=instance, raise_on_error=False)
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    spec = load_spec(shipped_spec_path())
+    mlflow = MlflowTracking(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifact_root=str(tmp_path), experiment=spec.name
+    )
+    client = mlflow.client()
+    experiment = mlflow.experiment_id()
+    left = client.create_run(experiment, tags={"dagster.run_id": result.run_id}).info.run_id
+    other = client.create_run(experiment, tags={"dagster.run_id": "another-run"}).info.run_id
+
+    sensor = build_failed_run_cleanup_sensor(spec)
+    context = dg.build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources={"mlflow": mlflow},
+    ).for_run_failure()
+    sensor(context)
+    assert client.get_run(left).info.status == "KILLED"
+    assert client.get_run(other).info.status == "RUNNING"  # another run's: untouched

@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 
 from mlops_platform.lib.model_artifact import load_artifact
+from mlops_platform.resources.serving import deploy_owner
 from mlops_platform.serving.revisions import fetch_artifact
 from mlops_platform.settings import Settings
 from mlops_platform_tests.registry import adult_rows
-from mlops_platform_tests.serving import ROW, RunningServer, start_server, this_process_owner
+from mlops_platform_tests.serving import ROW, RunningServer, start_server
 
 MODEL = "adult_income_classifier"
 
@@ -310,7 +311,7 @@ def test_inference_log_is_complete_after_a_clean_stop_and_traffic_survives_a_res
     )
     first = start_server(settings, 2, "--version", "1")
     try:
-        first.set_traffic("2", 20, owner=this_process_owner())  # a live owner: the canary survives
+        first.set_traffic("2", 20, owner=deploy_owner("test-run"))  # a live owner: the canary survives
         sent: list[str] = []
         with httpx.Client(base_url=first.url) as client:
             for i in range(400):

@@ -20,6 +20,7 @@ from mlops_platform.lib.uris import redact_uri
             "postgresql://host/db?user=a&password=***&sslmode=require",
         ),
         ("127.0.0.1:6379,password=pw,ssl=true", "127.0.0.1:6379,password=***,ssl=true"),
+        ("postgresql://u:pa/ss#x@db/x", "postgresql://u:***@db/x"),
         ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
         ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
         ("s3://bucket/key", "s3://bucket/key"),

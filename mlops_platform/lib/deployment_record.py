@@ -3,7 +3,8 @@
 Tags on a version (`deployment.*`):
 - `status`: `in_progress` while a deploy run drives it, then `promoted`, `rolled_back`,
   `failed` (the run raised), `interrupted` (the run died; set by the failed-run sensor),
-  or `retired` once a later version replaced it;
+  `already_rolled_out` (it already took all traffic), or `retired` once a later version
+  replaced it;
 - `attempts`, and `attempt.<n>`: JSON with the Dagster run, start, end, outcome and reason;
 - `run_id`, `reason`: those of the latest attempt; `retired_by`, `retired_at` once retired.
 

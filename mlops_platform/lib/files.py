@@ -2,7 +2,7 @@
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,13 +12,12 @@ def atomic_target(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; it replaces `target` when the block succeeds.
 
     The temporary name is unique per call, so concurrent writers of one target (threads or
-    processes) never touch each other's file: the last `os.replace` wins, whole.
+    processes) never touch each other's file: the last `os.replace` wins, whole. The writer
+    creates the file, so it gets the usual permissions (the umask's), as a direct write would.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     try:
         yield tmp
         os.replace(tmp, target)

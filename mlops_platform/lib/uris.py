@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import re
 
-_NETLOC = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<netloc>[^/?#\s]*)")
+# The user info (`user:password@`): the user stops at `/?#@:`, the password runs to the last `@`
+# before any whitespace (SQLAlchemy accepts `/` and `#` in it), so over-redacting beats a leak.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/?#@:\s]*):[^\s]*@")
 # `?password=` / `&password=` in a URI's query; `,password=` in a Redis connection string as
 # Feast takes it (`host:port,password=...,ssl=true`)
 _QUERY_SECRET = re.compile(r"(?P<key>[?&,](?:password|passwd|pwd)=)[^&,#\s]*", re.IGNORECASE)
-
-
-def _netloc(found: re.Match[str]) -> str:
-    scheme, netloc = found["scheme"], found["netloc"]
-    if "@" not in netloc:
-        return scheme + netloc
-    userinfo, host = netloc.rsplit("@", 1)
-    if ":" not in userinfo:
-        return scheme + netloc
-    return f"{scheme}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def redact_uri(uri: str) -> str:
@@ -27,4 +19,4 @@ def redact_uri(uri: str) -> str:
     parameter (or a Redis connection string's `,password=`) is redacted too. Text without a
     password comes back unchanged.
     """
-    return _QUERY_SECRET.sub(r"\g<key>***", _NETLOC.sub(_netloc, uri))
+    return _QUERY_SECRET.sub(r"\g<key>***", _USERINFO.sub(r"\g<scheme>\g<user>:***@", uri))

@@ -14,18 +14,14 @@ MLflow's HTTP retries.
 """
 
 import contextlib
-import os
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from mlops_platform.lib.uris import redact_uri
+from mlops_platform.lib.tracking_store import check_reachable, limit_client_retries
 
 if TYPE_CHECKING:
     import mlflow
@@ -49,44 +45,6 @@ def code_version() -> str:
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
-class MlflowUnreachable(RuntimeError):
-    """The tracking store does not answer; the message names it (redacted) and what to do."""
-
-
-# MLflow's own HTTP client retries 7 times with exponential backoff (minutes) before it fails.
-_HTTP_CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-
-
-def probe_tracking_store(uri: str, timeout_seconds: float) -> None:
-    """Raise OSError (or a driver's error) unless the store at `uri` answers within the timeout.
-
-    An MLflow server must answer HTTP (any status: a 401 still proves it is up); a database
-    must accept a connection; a local SQLite file or folder needs a folder it can create.
-    """
-    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else "file"
-    if scheme in {"http", "https"}:
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_seconds):
-                return
-        except urllib.error.HTTPError:
-            return
-    elif scheme in {"postgresql", "postgres", "mysql", "mssql"}:
-        import sqlalchemy
-
-        timeout = max(1, int(timeout_seconds))
-        connect_args = {"connect_timeout": timeout} if scheme != "mssql" else {"timeout": timeout}
-        engine = sqlalchemy.create_engine(uri, connect_args=connect_args, poolclass=sqlalchemy.pool.NullPool)
-        try:
-            with engine.connect():
-                return
-        finally:
-            engine.dispose()
-    elif scheme in {"sqlite", "file"}:
-        path = uri.removeprefix("sqlite:///").removeprefix("file://")
-        target = Path(path).parent if scheme == "sqlite" else Path(path)
-        target.mkdir(parents=True, exist_ok=True)
-
-
 class MlflowTracking(dg.ConfigurableResource):
     """One MLflow experiment per dataset; tracking and registry in the same store."""
 
@@ -97,30 +55,13 @@ class MlflowTracking(dg.ConfigurableResource):
     probe_timeout_seconds: float = 5.0
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        for key, value in _HTTP_CLIENT_DEFAULTS.items():
-            os.environ.setdefault(key, value)
+        limit_client_retries(max_retries=2, timeout_seconds=30)
         self.check_reachable()
 
     def check_reachable(self) -> None:
-        """Probe the tracking store `probe_attempts` times (1 s, 2 s, ... apart); raise
-        `MlflowUnreachable` naming the URI, password redacted, if it never answers."""
-        error: Exception | None = None
-        for attempt in range(self.probe_attempts):
-            if attempt:
-                time.sleep(float(attempt))
-            try:
-                probe_tracking_store(self.tracking_uri, self.probe_timeout_seconds)
-                return
-            except Exception as exc:  # any driver's connection error means the same here
-                error = exc
-        reason = redact_uri(
-            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        )
-        raise MlflowUnreachable(
-            f"the MLflow tracking store {redact_uri(self.tracking_uri)} did not answer "
-            f"{self.probe_attempts} probes ({reason}): start it, or point MLOPS_MLFLOW_TRACKING_URI "
-            "at a running one"
-        )
+        """Probe the tracking store `probe_attempts` times; raise `RegistryUnavailable` naming
+        the URI, password redacted, if it never answers."""
+        check_reachable(self.tracking_uri, self.probe_attempts, self.probe_timeout_seconds)
 
     def _configure(self) -> None:
         import mlflow

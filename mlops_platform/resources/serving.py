@@ -34,6 +34,11 @@ class TrafficStatus(CanarySplit):
     confirmed: bool
 
 
+# How often a deploy run renews its canary's lease: well inside the gateway's
+# `MLOPS_CANARY_LEASE_SECONDS` (60 s by default).
+LEASE_RENEW_SECONDS = 5.0
+
+
 class ServingUnavailable(RuntimeError):
     """The backend cannot be reached or refused the change; the message says what to do."""
 
@@ -70,11 +75,17 @@ class ServingBackend(dg.ConfigurableResource):
         raise NotImplementedError
 
     def set_traffic(self, version: str, canary_percent: int, owner: dict | None = None) -> TrafficStatus:
-        """Apply a split and wait until every replica serves it."""
+        """Apply a split and wait until every replica serves it (renewing a canary's lease
+        every `LEASE_RENEW_SECONDS` meanwhile: loading a version can take a while)."""
         self.request_traffic(version, canary_percent, owner)
         deadline = time.monotonic() + self.confirm_timeout_seconds
         expected_percent = 100 if canary_percent == 100 else canary_percent
+        holds_lease = owner is not None and 0 < canary_percent < 100
+        renewed = time.monotonic()
         while True:
+            if holds_lease and time.monotonic() - renewed >= LEASE_RENEW_SECONDS:
+                self.renew_lease(owner)
+                renewed = time.monotonic()
             status = self.status()
             if (
                 status.confirmed

@@ -55,7 +55,7 @@ from mlops_platform.serving.revisions import (
     resolve_version,
 )
 from mlops_platform.serving.schemas import LeaseRequest, TrafficRequest, openapi_document, parse_body
-from mlops_platform.serving.traffic import Split, TrafficState, TrafficStore, admin_token
+from mlops_platform.serving.traffic import Split, TrafficState, TrafficStore, admin_token, lease_seconds
 from mlops_platform.serving.validation import FeatureBatch, InvalidRequest, RequestValidator
 from mlops_platform.settings import Settings
 
@@ -102,6 +102,7 @@ class Gateway:
         self.validator = RequestValidator(spec, max_rows=MAX_ROWS)
         self.store = TrafficStore(settings.serving_dir)
         self.token = admin_token(settings.serving_dir)
+        lease_seconds()  # a bad MLOPS_CANARY_LEASE_SECONDS stops the server at start, not a PUT
         self.split: Split | None = None
         self.state: TrafficState | None = None
         self.revisions: dict[str, Revision] = {}
@@ -242,12 +243,12 @@ class Gateway:
             return exc.status, {"error": str(exc), "field": exc.field, "request_id": request_id}, {}
         except LookupError as exc:
             return 503, {"error": str(exc), "request_id": request_id}, {}
-        except RuntimeError as exc:
-            return 500, {"error": str(exc), "request_id": request_id}, {}
-        except RecursionError:
+        except RecursionError:  # a RuntimeError too: caught first
             assert self.metrics is not None
             self.metrics.invalid.labels("400").inc()
             return 400, {"error": "body: nested too deeply", "field": "body", "request_id": request_id}, {}
+        except RuntimeError as exc:
+            return 500, {"error": str(exc), "request_id": request_id}, {}
         predictions = (probabilities >= revision.threshold).astype(np.int64)
         headers = {"x-model-name": self.model_name, "x-model-version": revision.version}
         if protocol == "v1":

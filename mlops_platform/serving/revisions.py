@@ -7,9 +7,7 @@ under the data directory and shared by every server worker; loading needs only t
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import yaml
 from mlops_platform.lib.model_artifact import ScoringModel, load_artifact
 from mlops_platform.lib.preprocessing import MISSING_CATEGORY, UNKNOWN_INDEX
 from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY
+from mlops_platform.lib.tracking_store import RegistryUnavailable, check_reachable, limit_client_retries
 from mlops_platform.lib.uris import redact_uri
 from mlops_platform.serving.validation import FeatureBatch
 
@@ -29,50 +28,14 @@ class RevisionError(RuntimeError):
     """A version that cannot be served (missing from the registry, or not our artifact)."""
 
 
-class RegistryUnavailable(RuntimeError):
-    """The MLflow registry does not answer; the message names its URI, password redacted."""
-
-
-# MLflow's HTTP client retries 7 times with exponential backoff (about 100 s) before it fails;
-# the server answers an admin call within seconds instead. `configure_mlflow_client` applies these
-# unless the environment sets them.
-MLFLOW_CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
 PROBE_TIMEOUT_SECONDS = 3.0
-_DEFAULT_PORTS = {
-    "http": 80,
-    "https": 443,
-    "postgresql": 5432,
-    "postgres": 5432,
-    "mysql": 3306,
-    "mssql": 1433,
-}
 _NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
 
 
 def configure_mlflow_client() -> None:
-    """Short HTTP timeouts and retries for MLflow in this process (unless already set)."""
-    for key, value in MLFLOW_CLIENT_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-
-
-def probe_registry(tracking_uri: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
-    """Raise RegistryUnavailable unless the registry's host accepts a TCP connection in `timeout`
-    seconds (a local SQLite or file store needs no probe)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(tracking_uri)
-    scheme = parts.scheme.split("+", 1)[0].lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return
-    try:
-        port = parts.port or _DEFAULT_PORTS[scheme]
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
-            return
-    except (OSError, ValueError) as exc:
-        raise RegistryUnavailable(
-            f"the MLflow registry {redact_uri(tracking_uri)} does not answer ({exc}): start it, or "
-            "point MLOPS_MLFLOW_TRACKING_URI at a running one"
-        ) from None
+    """Answer an admin call within seconds when the registry is down: MLflow's HTTP client gets
+    1 retry and a 5 s timeout in this process (unless the environment sets them)."""
+    limit_client_retries(max_retries=1, timeout_seconds=5)
 
 
 def resolve_version(
@@ -83,7 +46,7 @@ def resolve_version(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    probe_registry(tracking_uri)
+    check_reachable(tracking_uri, attempts=1, timeout_seconds=PROBE_TIMEOUT_SECONDS)
     wanted = f"alias {alias!r}" if alias is not None else f"version {version}"
     try:
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

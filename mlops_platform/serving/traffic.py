@@ -41,7 +41,14 @@ DEFAULT_LEASE_SECONDS = 60.0
 
 def lease_seconds() -> float:
     """How long a canary's lease lasts without renewal: `MLOPS_CANARY_LEASE_SECONDS` (60)."""
-    return float(os.environ.get("MLOPS_CANARY_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+    text = os.environ.get("MLOPS_CANARY_LEASE_SECONDS", str(DEFAULT_LEASE_SECONDS))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise ValueError(f"MLOPS_CANARY_LEASE_SECONDS must be a positive number of seconds, got {text!r}")
+    return seconds
 
 
 def _now() -> dt.datetime:
@@ -254,10 +261,11 @@ class TrafficStore:
         for path in sorted(self.workers_dir.glob("*.json")) if self.workers_dir.exists() else []:
             try:
                 entry = json.loads(path.read_text())
-                os.kill(int(entry["pid"]), 0)
+                pid, generation = int(entry["pid"]), int(entry["generation"])
             except (OSError, ValueError, KeyError):
                 continue
-            found[int(entry["pid"])] = int(entry["generation"])
+            if pid_alive(pid):
+                found[pid] = generation
         return found
 
     def reset_workers(self) -> None:

@@ -17,11 +17,10 @@ from mlops_platform.lib.canary_analysis import (
 )
 from mlops_platform.lib.deployment_record import finish_attempt, retire, start_attempt
 from mlops_platform.resources.mlflow import MlflowTracking
-from mlops_platform.resources.serving import ServingBackend, deploy_owner
+from mlops_platform.resources.serving import LEASE_RENEW_SECONDS, ServingBackend, deploy_owner
 
 DEPLOY_MODEL = "deploy_model"
 CHAMPION = "champion"
-LEASE_RENEW_SECONDS = 5.0  # well inside the gateway's lease (MLOPS_CANARY_LEASE_SECONDS, 60 s)
 _ROLLOUT = DeploymentSpec()  # the defaults of a spec without a `deployment` section
 
 
@@ -222,13 +221,17 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
         except dg.Failure:
             raise
         except Exception as exc:
-            reason = f"rollout of v{version} failed: {exc}"
-            finish_attempt(client, name, version, attempt, "failed", reason)
             if stable is not None:
-                try:  # the gateway also rolls back a canary whose lease nobody renews
+                try:  # the local gateway also rolls back a canary whose lease nobody renews
                     serving.request_traffic(version, 0, owner=owner)
                 except Exception as rollback_error:
                     context.log.warning(f"could not roll v{version} back to 0 %: {rollback_error}")
+            try:
+                finish_attempt(
+                    client, name, version, attempt, "failed", f"rollout of v{version} failed: {exc}"
+                )
+            except Exception as record_error:
+                context.log.warning(f"could not record the failed attempt on v{version}: {record_error}")
             raise
         record.append({"percent": 100, "passed": True, "reasons": [], "facts": {}})
         context.log.info(f"promoted v{version}: alias {CHAMPION} moved from v{stable}")
