@@ -11,6 +11,17 @@ from collections.abc import Sequence
 from mlops_platform.settings import Settings
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse names the flag on error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _cmd_simulate_batches(args: argparse.Namespace) -> int:
     from mlops_platform.lib.landing import Shift, simulate_batches
 
@@ -20,7 +31,13 @@ def _cmd_simulate_batches(args: argparse.Namespace) -> int:
         return _deliver_labels(settings)
     shifts = [Shift.parse(text) for text in args.shift]
     written = simulate_batches(
-        spec, settings.landing_dir, days=args.days, shifts=shifts, reference=args.reference
+        spec,
+        settings.landing_dir,
+        days=args.days,
+        shifts=shifts,
+        reference=args.reference,
+        rows_per_day=args.rows_per_day,
+        sampling=args.sampling,
     )
     for path in written:
         print(f"landed {path}")
@@ -147,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate-batches", help="write the next daily landing files from the demo source")
     sim.add_argument("--days", type=int, default=1, help="how many days to land (default 1)")
     sim.add_argument("--reference", action="store_true", help="land the whole reference period instead")
+    sim.add_argument(
+        "--rows-per-day",
+        type=_positive_int,
+        metavar="N",
+        help="rows per landed day (default: the spec's simulation.rows_per_day); may exceed the "
+        "source: days the source cannot hold are drawn from it with replacement",
+    )
+    sim.add_argument(
+        "--sampling",
+        choices=["auto", "sequential", "resample"],
+        help="override simulation.sampling: slices of the shuffled source (sequential), rows drawn "
+        "with replacement and numeric values jittered (resample), or slices while the source "
+        "lasts (auto)",
+    )
     sim.add_argument(
         "--labels",
         action="store_true",

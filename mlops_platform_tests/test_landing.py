@@ -1,13 +1,22 @@
 """Landing files: deterministic simulated days, shifts, parsing as landed, and clear errors."""
 
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_platform import cli
+from mlops_platform.datasets.spec import DatasetSpec, SpecError, load_spec
+from mlops_platform.lib import landing
+from mlops_platform.lib.batches import prepare_batch
+from mlops_platform.lib.ingestion import ingest_day
 from mlops_platform.lib.landing import (
     LandingFileError,
     Shift,
     apply_shifts,
     landed_days,
+    load_source,
     parse_landing_file,
     read_landing_file,
     simulate_batches,
@@ -38,8 +47,9 @@ def test_the_same_day_always_lands_the_same_records(adult_settings, tmp_path):
 
 def test_running_out_of_source_rows_says_how_many_there_are(adult_settings):
     spec = adult_settings.load_spec()
-    with pytest.raises(ValueError, match="48842 rows"):
-        simulate_batches(spec, adult_settings.landing_dir, days=10_000)
+    with pytest.raises(ValueError, match=r"48842 rows.*simulation\.sampling"):
+        simulate_batches(spec, adult_settings.landing_dir, days=10_000, sampling="sequential")
+    assert landed_days(adult_settings.landing_dir) == []  # refused before writing anything
 
 
 def test_shifts_move_numeric_columns_within_range_and_set_categories(adult_settings):
@@ -132,3 +142,132 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
     path = tmp_path / "2026-01-01.csv"
     path.write_bytes("a,b\r\n1,2\r\n".encode("utf-8-sig"))
     assert list(parse_landing_file(path).text.columns) == ["a", "b"]
+
+
+def _small_source_spec(spec: DatasetSpec, folder: Path, rows: int) -> DatasetSpec:
+    """The spec with a source of only its first `rows` rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "small.csv"
+    pd.read_csv(spec.source.path, dtype=str, nrows=rows).to_csv(path, index=False)
+    return spec.model_copy(update={"source": spec.source.model_copy(update={"path": path})})
+
+
+def test_days_larger_than_the_source_are_drawn_with_replacement_the_same_way_every_time(
+    adult_settings, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(landing, "RESAMPLE_CHUNK_ROWS", 1_500)  # several chunks per day
+    spec = _small_source_spec(adult_settings.load_spec(), tmp_path / "source", rows=600)
+    first = simulate_batches(spec, tmp_path / "a", days=2, rows_per_day=5_000)
+    again = simulate_batches(spec, tmp_path / "b", days=2, rows_per_day=5_000)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in again]
+    assert first[0].read_bytes() != first[1].read_bytes()  # each day its own draw
+    day = read_landing_file(first[0])
+    assert len(day) == 5_000 and list(day.columns) == list(spec.columns)  # one header, every chunk
+    source = load_source(spec)
+    for name in [name for name, column in spec.columns.items() if column.is_numeric]:
+        column, values = spec.columns[name], pd.to_numeric(day[name])
+        assert day[name].str.fullmatch(r"-?\d+").all(), name  # integer columns land as integers
+        low = -np.inf if column.min is None else column.min
+        high = np.inf if column.max is None else column.max
+        assert values.between(low, high).all(), name
+        original = pd.to_numeric(source[name])
+        assert abs(values.mean() - original.mean()) < 0.1 * original.std(), name
+    # jitter: far more distinct weights than the source's 600 rows hold
+    assert day["fnlwgt"].nunique() > 2_000 and source["fnlwgt"].nunique() <= 600
+    for name in spec.features.categorical:
+        assert set(day[name].dropna()) <= set(spec.columns[name].domain), name
+    share = day["sex"].value_counts(normalize=True)["Female"]
+    assert abs(share - source["sex"].value_counts(normalize=True)["Female"]) < 0.03
+
+
+def test_resampled_rows_pass_the_gates_and_get_unique_record_ids(adult_settings, tmp_path):
+    spec = _small_source_spec(adult_settings.load_spec(), tmp_path / "source", rows=300)
+    [path] = simulate_batches(spec, adult_settings.landing_dir, days=1, rows_per_day=2_000)
+    ingested = ingest_day(adult_settings.landing_dir, spec, path.stem, tmp_path / "validations")
+    assert len(ingested.valid) == 2_000 and ingested.quarantined.empty
+    assert ingested.valid["record_id"].is_unique  # duplicated rows apart by their position
+
+
+def test_a_source_id_column_gets_fresh_unique_ids_on_resampled_days(sensor_settings):
+    spec = sensor_settings.load_spec()
+    [path] = simulate_batches(
+        spec, sensor_settings.landing_dir, days=1, rows_per_day=2_000, sampling="resample"
+    )
+    day = read_landing_file(path)
+    ids = day[spec.source.id_column]
+    assert ids.tolist()[:2] == [f"{path.stem}-0", f"{path.stem}-1"] and ids.is_unique
+    assert prepare_batch(day, spec, path.stem)["record_id"].is_unique
+    temperature = pd.to_numeric(day["temperature"])  # a float column with missing cells
+    assert temperature.dropna().between(-40, 150).all() and 0 < temperature.isna().mean() < 0.1
+
+
+def test_shifts_apply_to_resampled_days_within_the_range(adult_settings):
+    spec = adult_settings.load_spec()
+    kwargs = {"days": 1, "rows_per_day": 3_000, "sampling": "resample"}
+    [plain] = simulate_batches(spec, adult_settings.landing_dir / "plain", **kwargs)
+    [moved] = simulate_batches(
+        spec,
+        adult_settings.landing_dir / "moved",
+        shifts=[Shift.parse("age=+12"), Shift.parse("sex=Female:1")],
+        **kwargs,
+    )
+    before, after = read_landing_file(plain), read_landing_file(moved)
+    ages = pd.to_numeric(after["age"])
+    assert ages.mean() - pd.to_numeric(before["age"]).mean() > 10 and ages.max() <= 90
+    assert set(after["sex"]) == {"Female"}
+
+
+def test_auto_sampling_lands_source_slices_while_the_source_holds_the_day_then_draws(
+    adult_settings, tmp_path
+):
+    spec = _small_source_spec(adult_settings.load_spec(), tmp_path / "source", rows=600)
+    sequential = simulate_batches(spec, tmp_path / "seq", days=2, rows_per_day=250, sampling="sequential")
+    with pytest.raises(ValueError, match="enough for 2 days of 250 rows"):
+        simulate_batches(spec, tmp_path / "seq", days=1, rows_per_day=250, sampling="sequential")
+    auto = simulate_batches(spec, tmp_path / "auto", days=3, rows_per_day=250)
+    assert [p.read_bytes() for p in auto[:2]] == [p.read_bytes() for p in sequential]
+    assert len(read_landing_file(auto[2])) == 250  # the third day is drawn with replacement
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_bad_rows_per_day_flag_is_refused_naming_the_flag(value, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["simulate-batches", f"--rows-per-day={value}"])
+    assert exited.value.code == 2
+    assert "argument --rows-per-day:" in capsys.readouterr().err
+
+
+def test_bad_simulation_settings_are_refused_naming_the_field(adult_settings, tmp_path):
+    spec = adult_settings.load_spec()
+    with pytest.raises(ValueError, match="rows_per_day must be at least 1, got 0"):
+        simulate_batches(spec, tmp_path, days=1, rows_per_day=0)
+    text = adult_settings.dataset_spec_path.read_text()
+    for good, wrong, field in [
+        ("sampling: auto", "sampling: random", "simulation.sampling"),
+        ("rows_per_day: 150", "rows_per_day: 0", "simulation.rows_per_day"),
+        ("jitter: 0.1", "jitter: -1", "simulation.jitter"),
+    ]:
+        assert good in text
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text.replace(good, wrong))
+        with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+            load_spec(bad)
+
+
+def test_a_quote_left_open_to_the_end_of_the_file_hides_no_line(tmp_path):
+    from mlops_platform.lib.landing import parse_landing_file
+
+    path = tmp_path / "2026-01-01.csv"
+    path.write_bytes(b'a,b\r\n1,"abc\r\n2,x\r\n')  # two fields either way: only the open quote tells
+    landed = parse_landing_file(path)
+    assert list(landed.lines) == [2, 3] and not landed.well_formed.any()
+    assert all("never closed" in fault for fault in landed.faults)
+
+
+def test_a_byte_order_mark_does_not_shift_the_position_of_a_bad_byte(tmp_path):
+    from mlops_platform.lib.landing import LandingFileError, parse_landing_file
+
+    path = tmp_path / "2026-01-01.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,b\r\n1,2\r\n3,\xff4\r\n")
+    with pytest.raises(LandingFileError, match="line 3, byte 3 of the line"):
+        parse_landing_file(path)

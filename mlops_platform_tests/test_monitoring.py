@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -18,6 +19,7 @@ from mlops_platform.definitions import build_definitions
 from mlops_platform.defs.jobs import build_retrain_job
 from mlops_platform.defs.monitoring.sensors import build_drift_sensor
 from mlops_platform.lib import warehouse
+from mlops_platform.lib.drift import training_reference
 from mlops_platform.lib.ground_truth import deliver_labels, read_ground_truth, source_position
 from mlops_platform.lib.inference_records import read_new_records
 from mlops_platform.lib.landing import Shift, load_source
@@ -208,3 +210,21 @@ def test_delayed_labels_give_live_performance_per_version(monitored, model_regis
         and "v1 roc_auc live" in check.description
         and "registered 0.9900" in check.description
     )
+
+
+def test_the_drift_reference_is_a_seeded_sample_of_exactly_the_train_split(tmp_path):
+    """The split is filtered before the sample is drawn: sampling first would keep only the
+    train rows that happened to fall into the sample."""
+    rows = 10_000
+    table = pd.DataFrame(
+        {"position": range(rows), "split": ["train" if i % 3 == 0 else "test" for i in range(rows)]}
+    )
+    path = tmp_path / "warehouse.duckdb"
+    warehouse.replace_table(path, "training_set", table)
+    reference = training_reference(path, ["position"], 2_000)
+    assert len(reference) == 2_000 and list(reference.columns) == ["position"]
+    assert (reference["position"] % 3 == 0).all()  # train rows only
+    assert reference["position"].is_unique
+    assert reference.equals(training_reference(path, ["position"], 2_000))  # the same every time
+    assert not reference.equals(training_reference(path, ["position"], 2_000, seed=1))
+    assert len(training_reference(path, ["position"], 5_000)) == 3_334  # the whole split, no more

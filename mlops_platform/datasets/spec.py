@@ -120,12 +120,21 @@ class SplitSpec(_Strict):
 
 
 class SimulationSpec(_Strict):
-    """How the demo splits the source into a reference period and daily landing batches."""
+    """How the demo splits the source into a reference period and daily landing batches.
+
+    `sampling`: `sequential` lands day *i* as rows `[i * rows_per_day, (i + 1) * rows_per_day)`
+    of the shuffled source and refuses days past its end; `resample` draws every day's rows
+    with replacement, numeric values jittered; `auto` is sequential while the source holds the
+    day and resamples after, so `rows_per_day` may exceed the source. `jitter`: the noise on
+    resampled numeric values, as a fraction of each column's robust spread (scaled MAD).
+    """
 
     start_date: dt.date
     reference_days: int = Field(30, ge=1)
     rows_per_day: int = Field(1000, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
+    sampling: Literal["auto", "sequential", "resample"] = "auto"
+    jitter: float = Field(0.1, ge=0.0, le=1.0)
     # how `mlops demo` moves the data it lands after the first model, and its traffic:
     # `simulate-batches --shift` syntax (NUM=+15, CAT=VALUE:0.8)
     demo_drift: list[str] = Field(default_factory=list)

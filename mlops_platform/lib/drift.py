@@ -10,15 +10,42 @@ window against the model's scores on the reference rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from mlops_platform.lib import warehouse
 from mlops_platform.lib.preprocessing import MISSING_CATEGORY
 
 PREDICTION = "probability"
+REFERENCE_SEED = 0
+
+
+def training_reference(
+    warehouse_path: Path, columns: Sequence[str], rows: int, seed: int = REFERENCE_SEED
+) -> pd.DataFrame:
+    """A seeded sample of `rows` records of `training_set`'s train split, drawn in DuckDB.
+
+    The split is selected first and sampled after (DuckDB applies `USING SAMPLE` before the
+    `WHERE` of its own SELECT); reservoir sampling on one thread draws the same rows from the
+    same table every time, in memory for `rows` records, not the table.
+    """
+    if rows < 1:
+        raise ValueError(f"reference rows must be at least 1, got {rows}")
+    selected = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+    with warehouse.connect(warehouse_path, read_only=True) as con:
+        if not warehouse.table_exists(con, "training_set"):
+            raise LookupError(
+                f"table training_set is not in the warehouse {warehouse_path}: materialize it first"
+            )
+        con.execute("SET threads = 1")
+        return con.execute(
+            f"SELECT * FROM (SELECT {selected} FROM training_set WHERE split = 'train') "
+            f"USING SAMPLE reservoir({int(rows)} ROWS) REPEATABLE ({int(seed)})"
+        ).df()
 
 
 @dataclass(frozen=True)

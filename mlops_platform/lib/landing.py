@@ -7,10 +7,12 @@ rename), so a sensor never sees half a file.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +67,10 @@ def parse_landing_file(path: Path) -> LandedFile:
     Fails only when the file is not a table at all (missing, empty, not UTF-8, a header
     with an empty or repeated name). A record with the wrong number of fields is kept as
     ragged, for quarantine; when it spans several lines (a quote left open swallows the
-    lines after it), each of its lines is a ragged record of its own, so no line hides
-    inside another.
+    lines after it), each of its lines is a ragged record of its own. A quote left open that
+    runs to the end of the file makes its lines ragged even when the field count happens to
+    fit. (A quote left open and closed again lines later, with the right field count, is a
+    valid multi-line cell to any CSV reader; the cell's rules judge it.)
     """
     path = Path(path)
     if not path.is_file():
@@ -91,14 +95,17 @@ def parse_landing_file(path: Path) -> LandedFile:
     start = reader.line_num + 1
     for fields in reader:
         end = reader.line_num
-        if len(fields) == len(header):
+        open_quote_at_end = end == len(lines) and "".join(lines[start - 1 : end]).count('"') % 2 == 1
+        if len(fields) == len(header) and not open_quote_at_end:
             rows.append([cell if cell != "" else None for cell in fields])
             starts.append(start)
             ragged.append(None)
             faults.append(None)
         elif fields:  # a blank line holds no record
             fault = f"{len(fields)} fields where the header has {len(header)}"
-            if end > start:
+            if open_quote_at_end and len(fields) == len(header):
+                fault = f"a quote opened on line {start} is never closed (it runs to the end of the file)"
+            elif end > start:
                 fault = f"one record of {fault} spans lines {start}-{end} (a quote left open?)"
             for number in range(start, end + 1):
                 if lines[number - 1].strip("\r\n") or number == start:
@@ -117,8 +124,9 @@ def parse_landing_file(path: Path) -> LandedFile:
 
 
 def _decode(path: Path, data: bytes) -> str:
+    data = data.removeprefix(codecs.BOM_UTF8)  # positions below count from the first character
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         byte = exc.start - data.rfind(b"\n", 0, exc.start)
@@ -194,7 +202,9 @@ class Shift:
         return cls(column=column, value=value, fraction=share)
 
 
-def apply_shifts(batch: pd.DataFrame, shifts: list[Shift], spec: DatasetSpec, seed: int) -> pd.DataFrame:
+def apply_shifts(
+    batch: pd.DataFrame, shifts: list[Shift], spec: DatasetSpec, seed: int | Sequence[int]
+) -> pd.DataFrame:
     """Return a copy of a text batch with the shifts applied."""
     out = batch.copy()
     rng = np.random.default_rng(seed)
@@ -232,22 +242,137 @@ def write_landing_file(batch: pd.DataFrame, landing_dir: Path, day: dt.date | st
     return target
 
 
+RESAMPLE_CHUNK_ROWS = 100_000  # rows drawn, shifted and written at a time; part of each day's seed
+_INTEGER_ID_STRIDE = 10**10  # integer ids of resampled day i: (i + 1) * stride + position
+_MAD_TO_STD = 1.4826  # scales the median absolute deviation to a normal distribution's std
+
+
+@dataclass(frozen=True)
+class _NumericSource:
+    values: np.ndarray  # float64; NaN where the source cell is missing or not a number
+    noise: float  # std of the jitter
+    low: float
+    high: float
+    integer: bool
+
+
+class Resampler:
+    """Draws days of any size from the source's distribution, with replacement.
+
+    Rows are picked uniformly; numeric values get Gaussian noise of `jitter` times the
+    column's robust spread (zero for a column that is mostly one value, so such point masses
+    stay put), are rounded for integer columns and clipped to the spec's range. Other cells
+    are copied as they are; the spec's id column, when the source has one, gets
+    `<day>-<position>` (an integer one `(day index + 1) * 10**10 + position`). A day is drawn
+    in chunks of `RESAMPLE_CHUNK_ROWS` rows, each seeded by the simulation seed, the day index
+    and the chunk, so memory stays bounded and the same day always lands the same rows.
+    """
+
+    def __init__(self, source: pd.DataFrame, spec: DatasetSpec, jitter: float) -> None:
+        if source.empty:
+            raise ValueError(f"the source of {spec.name!r} ({spec.source.path}) holds no rows to draw from")
+        self.spec = spec
+        self.text = {name: source[name].to_numpy(dtype=object) for name in source.columns}
+        self.numeric: dict[str, _NumericSource] = {}
+        for name in source.columns:
+            column = spec.columns.get(name)
+            if column is None or not column.is_numeric or name == spec.source.id_column:
+                continue
+            values = pd.to_numeric(source[name], errors="coerce").to_numpy(dtype=np.float64)
+            values[~np.isfinite(values)] = np.nan  # `inf` lands as written, like any non-number
+            present = values[~np.isnan(values)]
+            spread = (
+                _MAD_TO_STD * float(np.median(np.abs(present - np.median(present)))) if present.size else 0.0
+            )
+            low = -np.inf if column.min is None else column.min
+            high = np.inf if column.max is None else column.max
+            integer = column.type == "integer"
+            if integer:
+                low, high = np.ceil(low), np.floor(high)
+            self.numeric[name] = _NumericSource(values, jitter * spread, low, high, integer)
+
+    def chunks(self, index: int, day: str, rows: int, seed: int) -> Iterator[tuple[int, pd.DataFrame]]:
+        """Day `index`'s rows as text, `(chunk number, frame)` per chunk."""
+        size = len(next(iter(self.text.values())))
+        for part, start in enumerate(range(0, rows, RESAMPLE_CHUNK_ROWS)):
+            stop = min(start + RESAMPLE_CHUNK_ROWS, rows)
+            rng = np.random.default_rng([seed, index, part])
+            picks = rng.integers(0, size, size=stop - start)
+            frame = {}
+            for name, text in self.text.items():
+                numeric = self.numeric.get(name)
+                if name == self.spec.source.id_column:
+                    frame[name] = self._ids(index, day, start, stop)
+                elif numeric is None:
+                    frame[name] = text[picks]
+                else:
+                    frame[name] = _jittered(numeric, picks, text, rng)
+            yield part, pd.DataFrame(frame)
+
+    def _ids(self, index: int, day: str, start: int, stop: int) -> np.ndarray:
+        positions = np.arange(start, stop, dtype=np.int64)
+        if self.spec.columns[self.spec.source.id_column].type == "integer":
+            return ((index + 1) * _INTEGER_ID_STRIDE + positions).astype(str).astype(object)
+        return np.char.add(f"{day}-", positions.astype(str)).astype(object)
+
+
+def _jittered(
+    numeric: _NumericSource, picks: np.ndarray, text: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    values = numeric.values[picks]
+    if numeric.noise > 0:
+        values = values + rng.normal(0.0, numeric.noise, size=len(picks))
+    values = np.clip(np.round(values) if numeric.integer else np.round(values, 6), numeric.low, numeric.high)
+    missing = np.isnan(values)
+    formatted = (np.where(missing, 0, values).astype(np.int64) if numeric.integer else values).astype(str)
+    # a cell that is missing or not a number in the source lands as it was
+    return np.where(missing, text[picks], formatted.astype(object))
+
+
+def write_resampled_day(
+    resampler: Resampler,
+    landing_dir: Path,
+    index: int,
+    day: dt.date,
+    rows: int,
+    seed: int,
+    shifts: list[Shift] | None = None,
+) -> Path:
+    """Write day `index` drawn by `resampler`, chunk by chunk, atomically."""
+    target = landing_path(landing_dir, day)
+    with atomic_target(target) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+        for part, chunk in resampler.chunks(index, str(day), rows, seed):
+            if shifts:
+                chunk = apply_shifts(chunk, shifts, resampler.spec, seed=[seed, index, part])
+            chunk.to_csv(out, index=False, header=part == 0, lineterminator="\r\n")
+    return target
+
+
 def simulate_batches(
     spec: DatasetSpec,
     landing_dir: Path,
     days: int,
     shifts: list[Shift] | None = None,
     reference: bool = False,
+    rows_per_day: int | None = None,
+    sampling: str | None = None,
 ) -> list[Path]:
     """Land the next `days` daily batches (or the whole reference period) from the source.
 
-    Day *i* after the simulation's start date always takes rows
-    `[i * rows_per_day, (i + 1) * rows_per_day)` of the shuffled source, so the same day
-    always lands the same records. Batches continue after the latest landed day.
+    `rows_per_day` and `sampling` override the spec's `simulation` section. A sequential day
+    *i* after the start date takes rows `[i * rows_per_day, (i + 1) * rows_per_day)` of the
+    shuffled source; a resampled day is drawn by `Resampler`. Either way the same day always
+    lands the same records. Batches continue after the latest landed day.
     """
     sim = spec.simulation
+    rows = sim.rows_per_day if rows_per_day is None else rows_per_day
+    mode = sim.sampling if sampling is None else sampling
+    if rows < 1:
+        raise ValueError(f"rows_per_day must be at least 1, got {rows}")
+    if mode not in ("auto", "sequential", "resample"):
+        raise ValueError(f"sampling {mode!r}: choose auto, sequential or resample")
     source = load_source(spec)
-    available_days = len(source) // sim.rows_per_day
+    available_days = len(source) // rows
     existing = landed_days(landing_dir)
     if reference:
         first, count = 0, sim.reference_days
@@ -256,15 +381,22 @@ def simulate_batches(
         count = days
     if count < 1:
         raise ValueError("days must be at least 1")
-    if first + count > available_days:
+    if mode == "sequential" and first + count > available_days:
         raise ValueError(
             f"the source of {spec.name!r} has {len(source)} rows, enough for {available_days} days of "
-            f"{sim.rows_per_day} rows; days {first}..{first + count - 1} were asked for"
+            f"{rows} rows; days {first}..{first + count - 1} were asked for. To draw days of any size "
+            "with replacement, set simulation.sampling to auto or resample (or pass --sampling)"
         )
+    resampler = None
     written = []
     for index in range(first, first + count):
-        batch = source.iloc[index * sim.rows_per_day : (index + 1) * sim.rows_per_day]
+        day = sim.start_date + dt.timedelta(days=index)
+        if mode == "resample" or index >= available_days:
+            resampler = resampler or Resampler(source, spec, sim.jitter)
+            written.append(write_resampled_day(resampler, landing_dir, index, day, rows, sim.seed, shifts))
+            continue
+        batch = source.iloc[index * rows : (index + 1) * rows]
         if shifts:
             batch = apply_shifts(batch, shifts, spec, seed=sim.seed + index)
-        written.append(write_landing_file(batch, landing_dir, sim.start_date + dt.timedelta(days=index)))
+        written.append(write_landing_file(batch, landing_dir, day))
     return written

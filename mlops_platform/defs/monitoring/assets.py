@@ -22,7 +22,7 @@ def inference_partitions(spec: DatasetSpec) -> dg.DailyPartitionsDefinition:
 
 class DriftConfig(dg.Config):
     window_rows: int = 2000  # the most recent predictions compared with the reference
-    reference_rows: int = 5000  # a seeded sample of the training split
+    reference_rows: int = 5000  # a seeded sample of the training split, drawn in DuckDB
 
 
 def build_monitoring_assets(
@@ -73,10 +73,8 @@ def build_monitoring_assets(
     @dg.asset(
         key="drift_report",
         group_name=GROUP,
-        ins={
-            "inference_log": dg.AssetIn(partition_mapping=dg.LastPartitionMapping()),
-            "training_set": dg.AssetIn(input_manager_key="warehouse_io_manager"),
-        },
+        ins={"inference_log": dg.AssetIn(partition_mapping=dg.LastPartitionMapping())},
+        deps=["training_set"],  # sampled in the warehouse, never loaded whole
         kinds={"evidently"},
         automation_condition=dg.AutomationCondition.eager(),
         description=(
@@ -90,9 +88,8 @@ def build_monitoring_assets(
         context: dg.AssetExecutionContext,
         config: DriftConfig,
         inference_log: pd.DataFrame,
-        training_set: pd.DataFrame,
     ) -> dg.Output[dict]:
-        from mlops_platform.lib.drift import measure_drift
+        from mlops_platform.lib.drift import measure_drift, training_reference
         from mlops_platform.lib.model_artifact import load_artifact
         from mlops_platform.serving.revisions import fetch_artifact
 
@@ -104,8 +101,7 @@ def build_monitoring_assets(
             )
         current = inference_log.sort_values("timestamp").tail(config.window_rows)
         version = str(current["model_version"].mode().iloc[0])
-        train = training_set[training_set["split"] == "train"]
-        reference = train.sample(n=min(config.reference_rows, len(train)), random_state=0)[spec.features.all]
+        reference = training_reference(settings.warehouse_path, spec.features.all, config.reference_rows)
         artifact = fetch_artifact(
             settings.tracking_uri, spec.registered_model_name, version, settings.serving_dir / "models"
         )

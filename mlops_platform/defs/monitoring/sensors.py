@@ -52,8 +52,7 @@ def build_drift_sensor(
         ),
     )
     def drift_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        from mlops_platform.lib import warehouse
-        from mlops_platform.lib.drift import measure_drift
+        from mlops_platform.lib.drift import measure_drift, training_reference
         from mlops_platform.lib.files import atomic_target
         from mlops_platform.lib.inference_records import read_new_records
 
@@ -78,12 +77,7 @@ def build_drift_sensor(
             )
         if not settings.warehouse_path.exists():
             return dg.SensorResult(skip_reason="no training_set in the warehouse yet", cursor=cursor.dump())
-        columns = ", ".join(f'"{c}"' for c in spec.features.all)
-        reference = warehouse.query(
-            settings.warehouse_path,
-            f"SELECT {columns} FROM training_set WHERE split = 'train' "
-            f"USING SAMPLE reservoir({monitoring.reference_rows} ROWS) REPEATABLE (0)",
-        )
+        reference = training_reference(settings.warehouse_path, spec.features.all, monitoring.reference_rows)
         result = measure_drift(reference, window, spec.features.numeric, spec.features.categorical, limit)
         measured = f"drift share {result.drift_share:.2f} (limit {limit}), drifted: {result.drifted_columns}"
         if result.drift_share <= limit:
