@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -749,40 +749,37 @@ def create_app(settings: Settings | None = None) -> InferenceRoutes:
     async def get_traffic(request: Request) -> Response:
         return gateway.authorize(request) or _json(gateway.traffic_report())
 
-    async def admin_body(request: Request) -> Any:
-        content_type = request.headers.get("content-type")
-        if content_type is not None and not is_json_type(content_type.encode("latin-1")):
-            raise unsupported_media(content_type.encode("latin-1"))
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise InvalidRequest("body", f"over the limit of {MAX_BODY_BYTES} bytes", 413)
-        return gateway.parse_json(body)
-
-    @app.put("/admin/traffic")
-    async def put_traffic(request: Request) -> Response:
+    async def admin_call(request: Request, change: Callable[[Any], Awaitable[object]]) -> Response:
+        """Authorize, read the JSON body, apply `change` to it, answer the traffic report; a bad
+        body is a 4xx naming the field, a registry that does not answer a 503."""
         refused = gateway.authorize(request)
         if refused is not None:
             return refused
         try:
-            state = await gateway.set_traffic(await admin_body(request))
+            content_type = request.headers.get("content-type")
+            if content_type is not None and not is_json_type(content_type.encode("latin-1")):
+                raise unsupported_media(content_type.encode("latin-1"))
+            body = await request.body()
+            if len(body) > MAX_BODY_BYTES:
+                raise InvalidRequest("body", f"over the limit of {MAX_BODY_BYTES} bytes", 413)
+            await change(gateway.parse_json(body))
         except InvalidRequest as exc:
             return _json({"error": str(exc), "field": exc.field}, exc.status)
         except RegistryUnavailable as exc:
             log.warning("admin API: %s", exc)
             return _json({"error": str(exc), "field": "registry"}, 503)
-        log.info("traffic set by admin API: %s", state.shares())
         return _json(gateway.traffic_report())
+
+    async def apply_traffic(body: Any) -> None:
+        state = await gateway.set_traffic(body)
+        log.info("traffic set by admin API: %s", state.shares())
+
+    @app.put("/admin/traffic")
+    async def put_traffic(request: Request) -> Response:
+        return await admin_call(request, apply_traffic)
 
     @app.post("/admin/traffic/lease")
     async def renew_lease(request: Request) -> Response:
-        refused = gateway.authorize(request)
-        if refused is not None:
-            return refused
-        try:
-            body = await admin_body(request)
-            await asyncio.to_thread(gateway.renew_lease, body)
-        except InvalidRequest as exc:
-            return _json({"error": str(exc), "field": exc.field}, exc.status)
-        return _json(gateway.traffic_report())
+        return await admin_call(request, lambda body: asyncio.to_thread(gateway.renew_lease, body))
 
     return InferenceRoutes(app, gateway)
