@@ -32,7 +32,7 @@ def test_the_data_half_materializes_with_every_check_passing(adult_settings, ins
     assert (training.set_index("record_id")["label"] == expected.loc[training["record_id"]]).all()
 
     # features in the training set are the ones in the offline table (point-in-time join)
-    offline = pd.read_parquet(adult_settings.lake_dir / "features.parquet").set_index("record_id")
+    offline = pd.read_parquet(adult_settings.lake_dir / "features").set_index("record_id")
     joined = training.set_index("record_id")
     numeric = spec.features.numeric[0]
     assert (joined[numeric] == offline.loc[joined.index, numeric]).all()

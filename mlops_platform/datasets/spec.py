@@ -73,8 +73,18 @@ class LabelSpec(_Strict):
 
 
 class FeaturesSpec(_Strict):
+    """The model inputs, and how much of them the online store holds.
+
+    `online_ttl_days`: the online store holds the records whose event day is within this many
+    days of the newest one (what serving can still be asked for); older records live in the
+    offline store only. null: every record online. `online_write_batch_size`: rows per
+    online-store write.
+    """
+
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
+    online_ttl_days: int | None = Field(30, ge=1)
+    online_write_batch_size: int = Field(10_000, ge=1)
 
     @property
     def all(self) -> list[str]:
@@ -138,6 +148,19 @@ class SimulationSpec(_Strict):
     # how `mlops demo` moves the data it lands after the first model, and its traffic:
     # `simulate-batches --shift` syntax (NUM=+15, CAT=VALUE:0.8)
     demo_drift: list[str] = Field(default_factory=list)
+
+
+class TrainingSpec(_Strict):
+    """How `trained_model` trains; a run's config can override each field.
+
+    `batch_size` and `epochs`: null picks them from the size of the train split (large
+    batches and fewer passes on large data, see `lib/training_params.py`).
+    `time_budget_minutes`: training stops after the epoch that passes it (null: no budget).
+    """
+
+    batch_size: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    time_budget_minutes: float | None = Field(None, gt=0.0)
 
 
 class GateSpec(_Strict):
@@ -243,6 +266,7 @@ class DatasetSpec(_Strict):
     quality: QualitySpec = QualitySpec()
     split: SplitSpec = SplitSpec()
     simulation: SimulationSpec
+    training: TrainingSpec = TrainingSpec()
     gates: GateSpec = GateSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
     deployment: DeploymentSpec = DeploymentSpec()

@@ -1,7 +1,7 @@
 """Feast objects for a dataset: one entity (the record id), one feature view, one service.
 
 Built from the spec at run time, so a new dataset needs no new Feast code. The feature
-view reads the Parquet file that the dbt `features` model writes.
+view reads the Parquet files (one per ingestion day) exported from the dbt `features` view.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from mlops_platform.datasets.spec import DatasetSpec
 
 ENTITY_KEY = "record_id"
 TIMESTAMP_FIELD = "event_timestamp"
+# How far back a point-in-time join looks for a record's features (the feature view's ttl).
+FEATURE_TTL = timedelta(days=3650)
 
 
 def feature_view_name(spec: DatasetSpec) -> str:
@@ -29,7 +31,7 @@ def feature_references(spec: DatasetSpec) -> list[str]:
     return [f"{feature_view_name(spec)}:{name}" for name in spec.features.all]
 
 
-def build_feature_repo(spec: DatasetSpec, features_parquet: Path) -> list[Any]:
+def build_feature_repo(spec: DatasetSpec, features_dir: Path) -> list[Any]:
     """The Feast objects to `apply`: entity, file source, feature view and feature service."""
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64, String
@@ -42,13 +44,13 @@ def build_feature_repo(spec: DatasetSpec, features_parquet: Path) -> list[Any]:
     )
     source = FileSource(
         name=f"{spec.name}_features_source",
-        path=str(features_parquet),
+        path=str(features_dir),
         timestamp_field=TIMESTAMP_FIELD,
     )
     view = FeatureView(
         name=feature_view_name(spec),
         entities=[record],
-        ttl=timedelta(days=3650),
+        ttl=FEATURE_TTL,
         schema=[Field(name=n, dtype=Float64) for n in spec.features.numeric]
         + [Field(name=n, dtype=String) for n in spec.features.categorical],
         source=source,

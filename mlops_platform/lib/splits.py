@@ -1,37 +1,23 @@
-"""Held-out splits that never move: a record's split is a hash of its id."""
+"""Held-out splits that never move: a record's split is a hash of its id.
+
+The first 8 bytes of the SHA-256 of the id, read as a big-endian integer over 2**64, give a
+uniform number in [0, 1): below `test` the record is in `test`, below `test + validation` in
+`validation`, else in `train`. Computed in DuckDB, so a split is assigned without Python.
+"""
 
 from __future__ import annotations
-
-import hashlib
-
-import pandas as pd
 
 from mlops_platform.datasets.spec import SplitSpec
 
 SPLITS = ("train", "validation", "test")
 
 
-def split_of(record_id: str, split: SplitSpec) -> str:
-    """`test`, `validation` or `train` from a uniform hash of the id (stable across retrains)."""
-    unit = int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:8], "big") / 2**64
-    if unit < split.test:
-        return "test"
-    if unit < split.test + split.validation:
-        return "validation"
-    return "train"
-
-
-def assign_splits(record_ids: pd.Series, split: SplitSpec) -> pd.Series:
-    return record_ids.map(lambda rid: split_of(str(rid), split)).astype("string")
-
-
-def split_summary(frame: pd.DataFrame, label_column: str = "label") -> dict[str, dict[str, float]]:
-    """Rows and positive rate per split."""
-    out = {}
-    for name in SPLITS:
-        part = frame[frame["split"] == name]
-        out[name] = {
-            "rows": len(part),
-            "positive_rate": round(float(part[label_column].mean()), 4) if len(part) else 0.0,
-        }
-    return out
+def split_sql(id_expression: str, split: SplitSpec) -> str:
+    """A DuckDB expression naming the split of the record whose id is `id_expression`."""
+    leading_bytes = f"('0x' || substr(sha256(CAST({id_expression} AS VARCHAR)), 1, 16))::UBIGINT"
+    unit = f"({leading_bytes} / 18446744073709551616.0)"
+    return (
+        f"CASE WHEN {unit} < {float(split.test)!r} THEN 'test' "
+        f"WHEN {unit} < {float(split.test) + float(split.validation)!r} THEN 'validation' "
+        "ELSE 'train' END"
+    )

@@ -11,6 +11,7 @@ row per day and gate; DuckDB only): readers keep only the days every gate passed
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -149,6 +150,36 @@ def passed_days_sql(table: str, gates: Sequence[str]) -> tuple[str, list[object]
         "HAVING count(DISTINCT check_name) = ? AND bool_and(passed)"
     )
     return sql, [*gates, len(gates)]
+
+
+def set_table_version(con: duckdb.DuckDBPyConnection, table: str, version: str, inputs: str = "") -> None:
+    """Record with `table` (as its comment, inside the caller's transaction) the version of its
+    content and a fingerprint of the inputs it was built from."""
+    escaped = json.dumps({"version": version, "inputs": inputs}).replace("'", "''")
+    con.execute(f"COMMENT ON TABLE {_quote(table)} IS '{escaped}'")
+
+
+def _table_comment(path: Path, table: str) -> dict[str, str]:
+    with connect(path, read_only=True) as con:
+        found = con.execute(
+            "SELECT comment FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?", [table]
+        ).fetchone()
+    try:
+        return json.loads(found[0]) if found and found[0] else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def table_version(path: Path, table: str) -> str | None:
+    """The content version recorded with `table` by `set_table_version` (None: none recorded)."""
+    return _table_comment(path, table).get("version") or None
+
+
+def table_inputs(path: Path, table: str) -> str | None:
+    """The inputs fingerprint recorded with `table` by `set_table_version` (None: none recorded)."""
+    if not Path(path).exists():
+        return None
+    return _table_comment(path, table).get("inputs") or None
 
 
 def replace_table(path: Path, table: str, frame: pd.DataFrame) -> None:

@@ -1,75 +1,150 @@
-"""`training_set`: a point-in-time correct join of labels and features, with held-out splits."""
+"""`training_set`: a point-in-time correct join of labels and features, with held-out splits,
+built in DuckDB (an ASOF join with the semantics of Feast's `get_historical_features`)."""
+
+import hashlib
+import json
 
 import dagster as dg
-import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.ingestion.checks import RAW_DATA_GATES
-from mlops_platform.feature_repo.definitions import ENTITY_KEY, TIMESTAMP_FIELD, feature_service_name
-from mlops_platform.lib import warehouse
-from mlops_platform.lib.batches import content_hash
-from mlops_platform.lib.splits import SPLITS, assign_splits, split_summary
-from mlops_platform.resources.feast import FeastResource
+from mlops_platform.feature_repo.definitions import (
+    ENTITY_KEY,
+    FEATURE_TTL,
+    TIMESTAMP_FIELD,
+    feature_service_name,
+)
+from mlops_platform.lib import feature_lake, warehouse
+from mlops_platform.lib.splits import SPLITS, split_sql
 from mlops_platform.settings import Settings
 
 GROUP = "features"
+TABLE = "training_set"
 
 
-def gated_labels(settings: Settings) -> pd.DataFrame:
-    """The labels of records whose landing day passes its gates now.
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
-    `labels` is rebuilt only when dbt runs, which a failed gate blocks: a day that passed
-    once and then failed on re-landing still has rows there until the next dbt run.
+
+def gated_labels_sql() -> tuple[str, list[object]]:
+    """The labels of records whose landing day passes its gates now, with parameters.
+
+    `stg_records` changes only when dbt runs, which a failed gate blocks: a day that passed
+    once and then failed on re-landing is still there until the next dbt run.
     """
     days, params = warehouse.passed_days_sql("raw_data", RAW_DATA_GATES)
-    return warehouse.query(
-        settings.warehouse_path,
-        f"SELECT labels.{ENTITY_KEY}, labels.{TIMESTAMP_FIELD}, labels.label FROM labels "
-        f"JOIN stg_records USING ({ENTITY_KEY}) "
-        f"WHERE CAST(stg_records.ingestion_date AS DATE) IN ({days}) ORDER BY labels.{ENTITY_KEY}",
+    return (
+        f"SELECT {ENTITY_KEY}, {TIMESTAMP_FIELD}, label FROM labels "
+        f"WHERE CAST(ingestion_date AS DATE) IN ({days})",
         params,
+    )
+
+
+def point_in_time_sql(spec: DatasetSpec, labels_sql: str, features_source: str) -> str:
+    """Each label joined to the latest feature row of its record at or before the label's
+    time and not older than the feature view's ttl (Feast's point-in-time rule), with its split."""
+    features = ", ".join(
+        f"CASE WHEN f.{TIMESTAMP_FIELD} >= l.{TIMESTAMP_FIELD} - INTERVAL '{FEATURE_TTL.days} days' "
+        f"THEN f.{_quote(name)} END AS {_quote(name)}"
+        for name in spec.features.all
+    )
+    return (
+        f"SELECT l.{ENTITY_KEY}, l.{TIMESTAMP_FIELD}, {split_sql(f'l.{ENTITY_KEY}', spec.split)} AS split, "
+        f"CAST(l.label AS BIGINT) AS label, {features} "
+        f"FROM ({labels_sql}) AS l ASOF LEFT JOIN {features_source} AS f "
+        f"ON l.{ENTITY_KEY} = f.{ENTITY_KEY} AND l.{TIMESTAMP_FIELD} >= f.{TIMESTAMP_FIELD}"
     )
 
 
 def build_training_set_asset(
     settings: Settings, spec: DatasetSpec
 ) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    lake_files = f"read_parquet('{feature_lake.features_dir(settings.lake_dir) / '*.parquet'!s}')"
+    columns = [ENTITY_KEY, TIMESTAMP_FIELD, "split", "label", *spec.features.all]
+
+    def inputs_fingerprint() -> str:
+        """What the table is built from: the gated days and their states, the split and the SQL."""
+        labels_sql, _ = gated_labels_sql()
+        days_sql, params = warehouse.passed_days_sql("raw_data", RAW_DATA_GATES)
+        gated = warehouse.query(settings.warehouse_path, days_sql, params)
+        return hashlib.sha256(
+            json.dumps(
+                {
+                    "days": feature_lake.day_states(settings.warehouse_path),
+                    "gated": sorted(str(d) for d in gated["ingestion_date"]),
+                    "sql": point_in_time_sql(spec, labels_sql, lake_files),
+                },
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:16]
+
+    def summary() -> dict[str, dict[str, float]]:
+        rows = warehouse.query(
+            settings.warehouse_path,
+            f"SELECT split, count(*) AS n, avg(label) AS positive_rate FROM {TABLE} GROUP BY split",
+        ).set_index("split")
+        return {
+            name: {
+                "rows": int(rows.loc[name, "n"]) if name in rows.index else 0,
+                "positive_rate": round(float(rows.loc[name, "positive_rate"]), 4)
+                if name in rows.index
+                else 0.0,
+            }
+            for name in SPLITS
+        }
+
     @dg.asset(
-        key="training_set",
+        key=TABLE,
         group_name=GROUP,
         deps=[dg.AssetKey("feature_store"), dg.AssetKey("labels")],
-        io_manager_key="warehouse_io_manager",
         kinds={"feast", "duckdb"},
         backfill_policy=dg.BackfillPolicy.single_run(),
         description=(
-            "Labels joined to the features as of each label's event time (Feast "
-            "get_historical_features), with a stable train/validation/test split."
+            "Labels joined to the features as of each label's event time (an ASOF join in DuckDB "
+            "over the Feast offline source, with the semantics of get_historical_features), with a "
+            "stable train/validation/test split. Rebuilt only when its inputs changed."
         ),
     )
-    def training_set(context: dg.AssetExecutionContext, feast: FeastResource) -> dg.Output[pd.DataFrame]:
-        labels = gated_labels(settings)
-        store = feast.store()
-        joined = store.get_historical_features(
-            entity_df=labels, features=store.get_feature_service(feature_service_name(spec))
-        ).to_df()
-        joined["split"] = assign_splits(joined[ENTITY_KEY], spec.split)
-        frame = joined[[ENTITY_KEY, TIMESTAMP_FIELD, "split", "label", *spec.features.all]]
-        frame = frame.sort_values(ENTITY_KEY).reset_index(drop=True)
-        version = content_hash(frame)
-        summary = split_summary(frame)
-        context.log.info(f"training set of {len(frame)} rows: {summary}")
-        return dg.Output(
-            frame,
+    def training_set(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        inputs = inputs_fingerprint()
+        reused = warehouse.table_inputs(settings.warehouse_path, TABLE) == inputs
+        if reused:
+            context.log.info("training_set is up to date with its inputs: reused, not rebuilt")
+        else:
+            labels_sql, params = gated_labels_sql()
+            select = ", ".join(_quote(c) for c in columns)
+            with warehouse.connect(settings.warehouse_path) as con:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(
+                    f"CREATE OR REPLACE TABLE {TABLE} AS SELECT {select} FROM "
+                    f"({point_in_time_sql(spec, labels_sql, lake_files)}) ORDER BY {ENTITY_KEY}",
+                    params,
+                )
+                digest = ", ".join(_quote(c) for c in columns)
+                (rows, content) = con.execute(
+                    f"SELECT count(*), coalesce(bit_xor(hash({digest})), 0) FROM {TABLE}"
+                ).fetchone()
+                version = hashlib.sha256(f"{rows}:{content}".encode()).hexdigest()[:16]
+                warehouse.set_table_version(con, TABLE, version, inputs)
+                con.execute("COMMIT")
+        version = warehouse.table_version(settings.warehouse_path, TABLE)
+        splits = summary()
+        rows = sum(int(s["rows"]) for s in splits.values())
+        context.log.info(f"training set of {rows} rows: {splits}")
+        return dg.MaterializeResult(
             data_version=dg.DataVersion(version),
             metadata={
-                "rows": dg.MetadataValue.int(len(frame)),
-                "splits": dg.MetadataValue.json(summary),
+                "rows": dg.MetadataValue.int(rows),
+                "dagster/row_count": dg.MetadataValue.int(rows),
+                "reused": dg.MetadataValue.bool(reused),
+                "splits": dg.MetadataValue.json(splits),
                 "split_fractions": dg.MetadataValue.json(spec.split.model_dump()),
                 "positive_class": dg.MetadataValue.text(
                     f"{spec.label.column} == {spec.label.positive_class!r}"
                 ),
                 "features": dg.MetadataValue.json(spec.features.all),
                 "feature_service": dg.MetadataValue.text(feature_service_name(spec)),
+                "warehouse_table": dg.MetadataValue.text(f"{settings.warehouse_path}::{TABLE}"),
                 "data_version": dg.MetadataValue.text(version),
             },
         )
@@ -82,27 +157,44 @@ def build_training_set_asset(
             "and every split holds both classes."
         ),
     )
-    def training_set_is_sound(training_set: pd.DataFrame) -> dg.AssetCheckResult:
-        labelled = len(gated_labels(settings))
+    def training_set_is_sound() -> dg.AssetCheckResult:
+        labels_sql, params = gated_labels_sql()
+        any_feature = " OR ".join(f"{_quote(c)} IS NOT NULL" for c in spec.features.all)
+        with warehouse.connect(settings.warehouse_path, read_only=True) as con:
+            (labelled,) = con.execute(f"SELECT count(*) FROM ({labels_sql})", params).fetchone()
+            rows, duplicates, unlabelled = con.execute(
+                f"SELECT count(*), count(*) - count(DISTINCT {ENTITY_KEY}), count(*) - count(label) "
+                f"FROM {TABLE}"
+            ).fetchone()
+            present = con.execute(
+                "SELECT " + ", ".join(f"count({_quote(c)})" for c in spec.features.all) + f" FROM {TABLE}"
+            ).fetchone()
+            classes = dict(
+                con.execute(f"SELECT split, count(DISTINCT label) FROM {TABLE} GROUP BY split").fetchall()
+            )
+            without_features = con.execute(
+                f"SELECT count(*) FROM {TABLE} WHERE NOT ({any_feature})"
+            ).fetchone()[0]
         problems = []
-        if len(training_set) != labelled:
-            problems.append(f"{len(training_set)} rows for {labelled} labelled records")
-        if training_set[ENTITY_KEY].duplicated().any():
-            problems.append(f"{int(training_set[ENTITY_KEY].duplicated().sum())} duplicate record ids")
-        if training_set["label"].isna().any():
-            problems.append(f"{int(training_set['label'].isna().sum())} rows without a label")
-        empty = [c for c in spec.features.all if training_set[c].isna().all()]
+        if rows != labelled:
+            problems.append(f"{rows} rows for {labelled} labelled records")
+        if duplicates:
+            problems.append(f"{duplicates} duplicate record ids")
+        if unlabelled:
+            problems.append(f"{unlabelled} rows without a label")
+        empty = [c for c, n in zip(spec.features.all, present, strict=True) if rows and not n]
         if empty:
             problems.append(f"features with no value at all (join failed?): {empty}")
+        if without_features:
+            problems.append(f"{without_features} rows without any feature (join failed?)")
         for name in SPLITS:
-            classes = training_set.loc[training_set["split"] == name, "label"].nunique()
-            if classes < 2:
-                problems.append(f"split {name!r} holds {classes} class(es), needs 2")
+            if classes.get(name, 0) < 2:
+                problems.append(f"split {name!r} holds {classes.get(name, 0)} class(es), needs 2")
         return dg.AssetCheckResult(
             passed=not problems,
-            description="; ".join(problems) if problems else f"{len(training_set)} rows, all splits usable",
+            description="; ".join(problems) if problems else f"{rows} rows, all splits usable",
             metadata={
-                "rows": len(training_set),
+                "rows": rows,
                 "labelled_records": labelled,
                 "problems": dg.MetadataValue.json(problems),
             },

@@ -1,10 +1,12 @@
 -- Model inputs from the spec: numeric features as double, categorical ones as text with an
--- explicit category for "missing". Written as Parquet for Feast's offline store.
-{{ config(materialized='external', location=var('lake_dir') ~ '/features.parquet', format='parquet') }}
+-- explicit category for "missing". A view over stg_records: nothing to rebuild per run. The
+-- feature_store step exports it per ingestion day as Parquet for Feast's offline store.
+{{ config(materialized='view') }}
 
 select
     record_id,
     event_timestamp,
+    ingestion_date,
 {%- for column in var('numeric_features') %}
     cast({{ adapter.quote(column) }} as double) as {{ adapter.quote(column) }},
 {%- endfor %}
