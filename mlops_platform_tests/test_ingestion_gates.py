@@ -37,7 +37,7 @@ def _downstream_ids(settings: Settings) -> dict[str, set[str]]:
     return {
         "stg_records": set(table(settings, "stg_records")["record_id"]),
         "labels": set(table(settings, "labels")["record_id"]),
-        "features.parquet": set(pd.read_parquet(settings.lake_dir / "features.parquet")["record_id"]),
+        "features (lake)": set(pd.read_parquet(settings.lake_dir / "features")["record_id"]),
         "training_set": set(table(settings, "training_set")["record_id"]),
     }
 
