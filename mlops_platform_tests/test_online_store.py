@@ -1,0 +1,99 @@
+"""The online store's day writer and record deletion, on real Feast stores (SQLite, Redis)."""
+
+import sqlite3
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.feature_repo import online
+from mlops_platform.feature_repo.definitions import build_feature_repo, feature_references, feature_view_name
+from mlops_platform.feature_repo.store import open_store
+from mlops_platform_tests.datasets import write_sensor_dataset
+from mlops_platform_tests.services import REDIS, require_service
+
+
+def _spec(tmp_path) -> DatasetSpec:
+    from mlops_platform.datasets.spec import load_spec
+
+    return load_spec(write_sensor_dataset(tmp_path / "spec", rows=10))
+
+
+def _day(spec: DatasetSpec, rows: int = 300) -> pd.DataFrame:
+    """Awkward values: NaN, extreme and negative-zero doubles, missing, unicode and quoted text."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "record_id": [f"rec-{i}" for i in range(rows)],
+            "event_timestamp": pd.Timestamp("2026-03-01 10:00:00.123456", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 86_400_000, rows), unit="ms"),
+        }
+    )
+    extremes = [np.nan, 1e300, -0.0, 5e-324, -1.5, 0.1 + 0.2]
+    for name in spec.features.numeric:
+        values = rng.normal(size=rows)
+        values[: len(extremes)] = extremes
+        frame[name] = values
+    odd = [None, "", "naïve 'quoted' \"text\"", "日本", "__missing__"]
+    for name in spec.features.categorical:
+        values = rng.choice(["a", "b", "c"], rows).astype(object)
+        values[: len(odd)] = odd
+        frame[name] = values
+    return frame
+
+
+def _sqlite_rows(store, spec: DatasetSpec) -> list[tuple]:
+    path = store.config.online_store.path
+    table = f"{store.config.project}_{feature_view_name(spec)}"
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f'SELECT * FROM "{table}" ORDER BY entity_key, feature_name').fetchall()
+
+
+def test_the_sqlite_writer_leaves_the_table_feast_would_write(tmp_path):
+    spec = _spec(tmp_path)
+    day = _day(spec)
+    parquet = tmp_path / "lake" / "2026-03-01.parquet"
+    parquet.parent.mkdir()
+    day.to_parquet(parquet)
+    feast_path = open_store(spec.name, tmp_path / "feast")
+    direct = open_store(spec.name, tmp_path / "direct")
+    for store in (feast_path, direct):
+        store.apply(build_feature_repo(spec, parquet.parent))
+    feast_path.write_to_online_store(feature_view_name(spec), df=pd.read_parquet(parquet))
+    assert online.write_day(direct, feature_view_name(spec), parquet, batch_rows=64) == len(day)
+
+    expected, written = _sqlite_rows(feast_path, spec), _sqlite_rows(direct, spec)
+    assert len(written) == len(day) * len(spec.features.all)
+    assert written == expected
+    ids = [{"record_id": rid} for rid in day["record_id"][:10]]
+    a = direct.get_online_features(feature_references(spec), ids).to_df()
+    b = feast_path.get_online_features(feature_references(spec), ids).to_df()
+    pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_deleted_records_are_gone_and_the_rest_stay(tmp_path, backend):
+    if backend == "redis":
+        require_service("Redis", REDIS)
+    spec = _spec(tmp_path)
+    project = f"{spec.name}_{uuid.uuid4().hex[:8]}" if backend == "redis" else spec.name
+    day = _day(spec, rows=50)
+    parquet = tmp_path / "lake" / "day.parquet"
+    parquet.parent.mkdir()
+    day.to_parquet(parquet)
+    store = open_store(project, tmp_path / "feast", backend, f"{REDIS[0]}:{REDIS[1]}")
+    store.apply(build_feature_repo(spec, parquet.parent))
+    try:
+        assert online.write_day(store, feature_view_name(spec), parquet, batch_rows=20) == 50
+        gone = list(day["record_id"][:30])
+        assert online.delete_records(store, feature_view_name(spec), [*gone, "never-written"]) == 31
+        found = store.get_online_features(
+            feature_references(spec), [{"record_id": rid} for rid in day["record_id"]]
+        ).to_df()
+        present = found[spec.features.numeric[0]].notna()
+        assert not present[:30].any() and present[30:].all()
+    finally:
+        if backend == "redis":
+            online.delete_records(store, feature_view_name(spec), list(day["record_id"]))
