@@ -8,7 +8,7 @@ from mlops_platform.defs.ingestion.partitions import daily_partitions
 
 DATA_PIPELINE = "data_pipeline"
 RETRAIN_MODEL = "retrain_model"
-# Both jobs write the warehouse (the retrain rebuilds training_set): the run queue
+# Both jobs write the warehouse (a retrain rebuilds a stale training_set): the run queue
 # (dagster.yaml, tag_concurrency_limits) runs one of them at a time, so a retrain requested
 # while new days are being ingested starts after them and trains on them.
 WAREHOUSE_WRITER = {"mlops/writes": "warehouse"}
@@ -34,7 +34,8 @@ def build_retrain_job() -> UnresolvedAssetJobDefinition:
         selection=dg.AssetSelection.assets("training_set").downstream()
         - dg.AssetSelection.groups("monitoring"),
         description=(
-            "Rematerialize training_set and everything down to registered_model_version; "
+            "Refresh training_set (reused when its inputs did not change) and everything down to "
+            "registered_model_version; "
             "the blocking gates decide whether a new version is registered."
         ),
         tags={"mlops/pipeline": "training", **WAREHOUSE_WRITER},
