@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster
 
-.PHONY: install demo test ui serve deploy lint format validate benchmark clean dagster-home
+.PHONY: install demo test ui serve deploy lint format validate benchmark benchmark-scale clean dagster-home
 
 install: $(VENV)/.installed
 
@@ -58,6 +58,14 @@ format: install
 benchmark: install dagster-home
 	$(BIN)/python benchmarks/load_time.py
 	$(BIN)/python benchmarks/serving.py
+
+# The platform at 1 M and 10 M rows (benchmarks/scale.py; long on two cores), each in a fresh
+# temporary data directory; results in benchmarks/results/scale.{json,md}. Smaller or other sizes:
+#   make benchmark-scale ROWS=200000            (or ROWS=100000,1000000 DAYS=10 INCREMENT_ROWS=100000)
+#   make benchmark-scale SCALE_ARGS="--epochs 5 --timeout 1800"
+benchmark-scale: install
+	$(BIN)/python benchmarks/scale.py $(if $(ROWS),--rows $(ROWS)) $(if $(DAYS),--days $(DAYS)) \
+		$(if $(INCREMENT_ROWS),--increment-rows $(INCREMENT_ROWS)) $(SCALE_ARGS)
 
 clean:
 	rm -rf .mlops
