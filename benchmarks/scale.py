@@ -627,6 +627,7 @@ class SizeRun:
         env.update(MLOPS_HOME=str(home), DAGSTER_HOME=str(dagster_home), PYTHONUNBUFFERED="1")
         if args.executor:
             env["MLOPS_EXECUTOR"] = args.executor
+        env["MLOPS_DATASET_SPEC"] = str(benchmark_spec(home, args.online_ttl_days))
         self.result.update(
             rows_per_day=per_day, rows_landed=per_day * args.days, home=str(home), failure=None
         )
@@ -1060,6 +1061,22 @@ def interrupted(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def benchmark_spec(home: Path, online_ttl_days: int | None) -> Path:
+    """The dataset spec of the run (`MLOPS_DATASET_SPEC`, else the shipped Adult spec), copied
+    into the home with the benchmark's online window."""
+    import yaml
+
+    from mlops_platform.datasets.spec import load_spec, shipped_spec_path
+
+    source = Path(os.environ.get("MLOPS_DATASET_SPEC") or shipped_spec_path())
+    raw = yaml.safe_load(source.read_text())
+    raw["source"]["path"] = str(load_spec(source).source.path)
+    raw.setdefault("features", {})["online_ttl_days"] = online_ttl_days
+    target = home / "benchmark_spec.yaml"
+    target.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return target
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1073,6 +1090,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--days", type=int, default=10, help="days each size is landed as (default 10)")
     parser.add_argument(
         "--increment-rows", type=int, default=100_000, help="rows of the one-day increment (default 100000)"
+    )
+    parser.add_argument(
+        "--online-ttl-days",
+        type=lambda text: None if text == "none" else int(text),
+        default=1,
+        help="days of records the online store holds (features.online_ttl_days; 'none': all; default 1)",
     )
     parser.add_argument("--epochs", type=int, help="trained_model epochs (default: the spec's)")
     parser.add_argument("--batch-size", type=int, help="trained_model batch size (default: the spec's)")
@@ -1129,6 +1152,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "executor": args.executor or os.environ.get("MLOPS_EXECUTOR") or "in_process",
             "dataset_spec": os.environ.get("MLOPS_DATASET_SPEC") or "shipped adult.yaml",
+            "online_ttl_days": args.online_ttl_days,
             "interval_s": args.interval,
             "timeout_s": args.timeout,
         },
