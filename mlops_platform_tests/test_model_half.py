@@ -83,10 +83,13 @@ def test_retraining_registers_a_challenger_with_its_evidence(landed_home, tmp_pa
     assert run.info.status == "FINISHED"  # the MLflow run ended with the step that opened it
     assert run.data.tags["dagster.run_id"] == result.run_id
     assert run.data.params["seed"] == "0"
+    assert (run.data.params["batch_size"], run.data.params["epochs"]) == ("256", "30")  # chosen from the rows
+    assert run.data.params["streamed"] == "False"  # a small train split trains in memory
     assert run.data.params["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # recorded
     history = client.get_metric_history(version.run_id, "validation_loss")
     assert len(history) == int(run.data.metrics["best_epoch"]) + 4 or len(history) == 30
     for name in (
+        "rows_per_second",
         "test_roc_auc",
         "test_expected_calibration_error",
         "validation_f1",

@@ -2,12 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from mlops_platform.lib.model_artifact import ScoringModel
+
 CALIBRATION_BINS = 10
+SCORING_ROWS = 65_536  # rows scored at once when a split is read in chunks
+
+
+@dataclass
+class ScoredRows:
+    """What scoring a split in chunks keeps: one score, label and row of `kept` per row."""
+
+    scores: np.ndarray
+    labels: np.ndarray
+    kept: pd.DataFrame  # the columns asked to be kept (sensitive attributes), nothing else
+
+
+def score_record_batches(
+    score: Callable[[pa.RecordBatch], np.ndarray],
+    batches: Iterable[pa.RecordBatch],
+    keep: Sequence[str] = (),
+) -> ScoredRows:
+    """Score Arrow batches (features, `label`, the `keep` columns) one at a time, holding on to
+    the scores, the labels and the `keep` columns only."""
+    import pyarrow as pa
+
+    scores, labels, kept = [], [], []
+    for batch in batches:
+        scores.append(np.asarray(score(batch), dtype=np.float64))
+        labels.append(batch.column("label").to_numpy(zero_copy_only=False).astype(np.int64))
+        kept.append(batch.select(list(keep)))
+    if not scores:
+        raise ValueError("there are no rows to score")
+    return ScoredRows(
+        scores=np.concatenate(scores),
+        labels=np.concatenate(labels),
+        kept=pa.Table.from_batches(kept).to_pandas(),
+    )
+
+
+def model_scores(model: ScoringModel) -> Callable[[pa.RecordBatch], np.ndarray]:
+    """The artifact's positive-class probabilities of an Arrow batch (what
+    `ScoringModel.predict_proba` gives for the same rows as a DataFrame)."""
+    import torch
+
+    def score(batch: pa.RecordBatch) -> np.ndarray:
+        numeric, categorical = model.encoder.record_batch_arrays(batch)
+        with torch.no_grad():
+            probabilities = model.module.predict_proba(
+                torch.from_numpy(numeric), torch.from_numpy(categorical)
+            )
+        return probabilities.numpy().astype(np.float64)
+
+    return score
 
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -4,10 +4,10 @@ import base64
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.model_ref import ModelRef
+from mlops_platform.defs.training.training_set_reads import TABLE, split_record_batches
 from mlops_platform.lib.metric_names import LOWER_IS_BETTER
 from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.settings import Settings
@@ -31,47 +31,50 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def test_split(training_set: pd.DataFrame) -> pd.DataFrame:
-    return training_set[training_set["split"] == "test"]
-
-
 def build_evaluation_asset(
     settings: Settings, spec: DatasetSpec
 ) -> tuple[dg.AssetsDefinition, list[dg.AssetChecksDefinition]]:
     @dg.asset(
         key="model_evaluation",
         group_name=GROUP,
-        ins={"training_set": dg.AssetIn(input_manager_key="warehouse_io_manager")},
+        deps=[TABLE],
         kinds={"mlflow"},
         backfill_policy=dg.BackfillPolicy.single_run(),  # lets `--partition-range` runs include it
         description=(
             "Test-split metrics (accuracy, precision, recall, F1, ROC AUC, PR AUC, log loss, Brier, "
             "ECE) at the threshold chosen on validation, with ROC, PR, calibration and confusion "
-            "plots, logged to the training run in MLflow."
+            "plots, logged to the training run in MLflow. Scores each split in chunks read from "
+            "the warehouse."
         ),
     )
     def model_evaluation(
-        context: dg.AssetExecutionContext,
-        trained_model: ModelRef,
-        training_set: pd.DataFrame,
-        mlflow: MlflowTracking,
+        context: dg.AssetExecutionContext, trained_model: ModelRef, mlflow: MlflowTracking
     ) -> dg.Output[dict]:
         import mlflow as mlflow_api
 
-        from mlops_platform.lib.evaluation import classification_metrics, plot_evaluation
+        from mlops_platform.lib.evaluation import (
+            SCORING_ROWS,
+            classification_metrics,
+            model_scores,
+            plot_evaluation,
+            score_record_batches,
+        )
         from mlops_platform.lib.model_artifact import load_artifact
 
         model = load_artifact(Path(trained_model.artifact_path))
-        splits = {}
-        for split in ("validation", "test"):
-            part = training_set[training_set["split"] == split]
-            splits[split] = classification_metrics(
-                part["label"].to_numpy(), model.predict_proba(part), model.threshold
+        scored = {
+            split: score_record_batches(
+                model_scores(model), split_record_batches(settings.warehouse_path, spec, split, SCORING_ROWS)
             )
-        test = test_split(training_set)
+            for split in ("validation", "test")
+        }
+        splits = {
+            split: classification_metrics(rows.labels, rows.scores, model.threshold)
+            for split, rows in scored.items()
+        }
         plots = plot_evaluation(
-            test["label"].to_numpy(),
-            model.predict_proba(test),
+            scored["test"].labels,
+            scored["test"].scores,
             model.threshold,
             settings.models_dir / trained_model.mlflow_run_id / "plots",
         )
@@ -129,10 +132,8 @@ def build_evaluation_asset(
     @dg.asset_check(
         asset=model_evaluation,
         blocking=True,
-        additional_ins={
-            "trained_model": dg.AssetIn("trained_model"),
-            "training_set": dg.AssetIn("training_set", input_manager_key="warehouse_io_manager"),
-        },
+        additional_ins={"trained_model": dg.AssetIn("trained_model")},
+        additional_deps=[TABLE],
         description=(
             "No regression: the current champion is scored on the same test split; the challenger "
             f"may trail it by at most the spec's tolerance ({spec.gates.regression_tolerance}) on "
@@ -140,9 +141,9 @@ def build_evaluation_asset(
         ),
     )
     def no_regression_vs_champion(
-        model_evaluation: dict, trained_model: ModelRef, training_set: pd.DataFrame, mlflow: MlflowTracking
+        model_evaluation: dict, trained_model: ModelRef, mlflow: MlflowTracking
     ) -> dg.AssetCheckResult:
-        from mlops_platform.lib.evaluation import classification_metrics
+        from mlops_platform.lib.evaluation import SCORING_ROWS, classification_metrics, score_record_batches
 
         champion = mlflow.version_for_alias(spec.registered_model_name, CHAMPION)
         if champion is None:
@@ -152,14 +153,15 @@ def build_evaluation_asset(
             return dg.AssetCheckResult(passed=True, description="this model is the champion")
         import mlflow as mlflow_api
 
-        test = test_split(training_set)
-        scored = mlflow_api.pyfunc.load_model(f"models:/{spec.registered_model_name}@{CHAMPION}").predict(
-            test[spec.features.all]
+        scorer = mlflow_api.pyfunc.load_model(f"models:/{spec.registered_model_name}@{CHAMPION}")
+        scored = score_record_batches(
+            lambda batch: scorer.predict(batch.select(spec.features.all).to_pandas())[
+                "probability"
+            ].to_numpy(),
+            split_record_batches(settings.warehouse_path, spec, "test", SCORING_ROWS),
         )
         threshold = float(client.get_run(champion.run_id).data.metrics.get("decision_threshold", 0.5))
-        baseline = classification_metrics(
-            test["label"].to_numpy(), scored["probability"].to_numpy(), threshold
-        )
+        baseline = classification_metrics(scored.labels, scored.scores, threshold)
         tolerance = spec.gates.regression_tolerance
         comparison, regressed = {}, []
         for name in spec.gates.regression_metrics:

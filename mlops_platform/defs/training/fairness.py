@@ -3,11 +3,17 @@
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
+import numpy as np
 
 from mlops_platform.datasets.spec import DatasetSpec
-from mlops_platform.defs.training.evaluation import images_markdown, test_split
+from mlops_platform.defs.training.evaluation import images_markdown
 from mlops_platform.defs.training.model_ref import ModelRef
+from mlops_platform.defs.training.training_set_reads import (
+    ATTRIBUTES,
+    TABLE,
+    attribute_column,
+    split_record_batches,
+)
 from mlops_platform.lib.fairness import gaps_markdown
 from mlops_platform.lib.metric_names import GAP_FLOORS
 from mlops_platform.resources.mlflow import MlflowTracking
@@ -22,40 +28,39 @@ def build_fairness_asset(
     @dg.asset(
         key="fairness_report",
         group_name=GROUP,
-        ins={
-            "training_set": dg.AssetIn(input_manager_key="warehouse_io_manager"),
-            "stg_records": dg.AssetIn(input_manager_key="warehouse_io_manager"),
-        },
+        deps=[TABLE, ATTRIBUTES],
         kinds={"mlflow"},
         backfill_policy=dg.BackfillPolicy.single_run(),  # lets `--partition-range` runs include it
         description=(
             "Per sensitive attribute of the spec (numeric ones binned): selection rate, TPR, FPR, "
             "precision and count per group on the test split; demographic parity difference and "
             "ratio, equal opportunity, equalized odds and predictive parity differences, each with "
-            "a bootstrap 95% interval."
+            "a bootstrap 95% interval. Scores the test split in chunks read from the warehouse, "
+            "keeping only predictions, labels and the sensitive attributes."
         ),
     )
     def fairness_report(
-        context: dg.AssetExecutionContext,
-        trained_model: ModelRef,
-        training_set: pd.DataFrame,
-        stg_records: pd.DataFrame,
-        mlflow: MlflowTracking,
+        context: dg.AssetExecutionContext, trained_model: ModelRef, mlflow: MlflowTracking
     ) -> dg.Output[dict]:
         import mlflow as mlflow_api
 
+        from mlops_platform.lib.evaluation import SCORING_ROWS, model_scores, score_record_batches
         from mlops_platform.lib.fairness import attribute_fairness, group_values, plot_fairness
         from mlops_platform.lib.model_artifact import load_artifact
 
         model = load_artifact(Path(trained_model.artifact_path))
-        test = test_split(training_set)
-        predicted = model.predict(test)
-        attributes = stg_records.set_index("record_id").loc[test["record_id"]].reset_index(drop=True)
+        attributes = [attr.column for attr in spec.sensitive_attributes]
+        test = score_record_batches(
+            model_scores(model),
+            split_record_batches(settings.warehouse_path, spec, "test", SCORING_ROWS, attributes),
+            keep=[attribute_column(a) for a in attributes],
+        )
+        predicted = (test.scores >= model.threshold).astype(np.int64)
         reports, report = [], {}
         for attr in spec.sensitive_attributes:
             result = attribute_fairness(
-                group_values(attributes[attr.column], attr.bins),
-                test["label"].to_numpy(),
+                group_values(test.kept[attribute_column(attr.column)], attr.bins),
+                test.labels,
                 predicted,
                 attr.column,
                 bootstrap=spec.gates.bootstrap_samples,
@@ -85,7 +90,7 @@ def build_fairness_asset(
                 "gaps": dg.MetadataValue.md(gaps_markdown(report)),
                 "groups": dg.MetadataValue.md(tables),
                 "chart": dg.MetadataValue.md(images_markdown({"fairness": chart})),
-                "test_rows": dg.MetadataValue.int(len(test)),
+                "test_rows": dg.MetadataValue.int(len(test.labels)),
             },
         )
 
