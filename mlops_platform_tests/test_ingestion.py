@@ -2,10 +2,16 @@
 
 import json
 
+import dagster as dg
 import pandas as pd
 import pytest
 
+from mlops_platform.definitions import build_definitions
+from mlops_platform.defs.jobs import DATA_PIPELINE
+from mlops_platform.lib import ingestion, warehouse
 from mlops_platform.lib.landing import read_landing_file, write_landing_file
+from mlops_platform.settings import Settings
+from mlops_platform_tests.datasets import write_adult_spec
 from mlops_platform_tests.pipeline import (
     INGESTION,
     checks,
@@ -141,24 +147,142 @@ def test_a_missing_landing_file_fails_with_what_to_do(adult_settings, instance):
     assert "mlops simulate-batches" in str(failure.event_specific_data.error)
 
 
-def test_suite_outcomes_are_reused_only_while_the_file_is_unchanged(adult_settings, monkeypatch):
-    from mlops_platform.lib import ingestion
+def test_a_run_of_several_days_validates_and_writes_one_day_at_a_time(adult_settings, instance, monkeypatch):
+    """The frames handed to the warehouse never hold more than one day, and Great
+    Expectations runs once per day (the gates read what ingestion recorded)."""
+    days = land_reference(adult_settings)
+    numeric = adult_settings.load_spec().features.numeric[0]
+    corrupt_landing_file(adult_settings, days[1], {(3, numeric): "abc", (9, numeric): "1000"})
+    writes, validated = [], []
 
+    def write_partitions(con, table, frame, partition_column, partitions):
+        writes.append((table, list(partitions), sorted(set(frame[partition_column].dt.strftime("%Y-%m-%d")))))
+        real_write_partitions(con, table, frame, partition_column, partitions)
+
+    def run_suites(text, records, spec):
+        validated.append(sorted(set(records["ingestion_date"].dt.strftime("%Y-%m-%d"))))
+        return real_run_suites(text, records, spec)
+
+    real_write_partitions, real_run_suites = warehouse.write_partitions, ingestion.run_suites
+    monkeypatch.setattr(warehouse, "write_partitions", write_partitions)
+    monkeypatch.setattr(ingestion, "run_suites", run_suites)
+    result = run_pipeline(adult_settings, instance, days[0], days[-1], assets=INGESTION)
+    assert result.success and all(e.passed for e in checks(result).values())
+    assert validated == [[day] for day in days]
+    assert writes == [
+        (name, [day], [day] if name == "raw_data" or day == days[1] else [])
+        for day in days
+        for name in ("raw_data", "quarantined_rows")
+    ]
+    assert len(table(adult_settings, "raw_data")) == 4 * 150 - 2
+    assert len(table(adult_settings, "quarantined_rows")) == 2
+
+
+def _gates_only(settings: Settings, instance: dg.DagsterInstance, first: str, last: str):
+    """Run the gates on raw_data over first..last, without ingesting anything."""
+    defs = build_definitions(settings)
+    gates = dg.AssetSelection.checks_for_assets(INGESTION[0]).resolve_checks(defs.resolve_asset_graph())
+    job = defs.resolve_job_def(DATA_PIPELINE).get_subset(asset_selection=set(), asset_check_selection=gates)
+    result = job.execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        raise_on_error=False,
+    )
+    return checks(result)
+
+
+def test_the_suite_gate_fails_a_day_whose_recorded_validation_is_missing_or_stale(
+    adult_settings, instance, tmp_path
+):
+    days = land_reference(adult_settings)
+    assert run_pipeline(adult_settings, instance, days[0], days[-1], assets=INGESTION).success
+    assert all(e.passed for e in _gates_only(adult_settings, instance, days[0], days[-1]).values())
+
+    # day 0's record is gone; day 1's file is landed again (the same rows); a row of day 2
+    # changed in raw_data; day 3 is untouched
+    with warehouse.connect(adult_settings.warehouse_path) as con:
+        con.execute("DELETE FROM raw_data_validations WHERE ingestion_date = CAST(? AS DATE)", [days[0]])
+        con.execute(
+            "UPDATE raw_data SET age = 99 WHERE record_id = (SELECT min(record_id) FROM raw_data "
+            "WHERE CAST(ingestion_date AS DATE) = CAST(? AS DATE))",
+            [days[2]],
+        )
+    relanded = adult_settings.landing_dir / f"{days[1]}.csv"
+    write_landing_file(read_landing_file(relanded), adult_settings.landing_dir, days[1])
+    gates = _gates_only(adult_settings, instance, days[0], days[-1])
+    failures = gates["great_expectations_suite"].metadata["failures"].value
+    assert not gates["great_expectations_suite"].passed and len(failures) == 3
+    assert failures[0] == (
+        f"{days[0]}: no validation is recorded with raw_data: materialize raw_data for {days[0]}"
+    )
+    assert failures[1].startswith(f"{days[1]}: {relanded} is not the file raw_data was validated from")
+    assert failures[1].endswith(f"materialize raw_data for {days[1]} again")
+    assert failures[2] == (
+        f"{days[2]}: the rows of raw_data for {days[2]} changed after they were validated: "
+        f"materialize raw_data for {days[2]} again"
+    )
+    assert gates["quarantine_rate"].metadata["days"].value.keys() == set(days[1:])
+    assert gates["quarantine_rate"].description == (
+        f"{days[0]}: no landed count is recorded with raw_data: materialize raw_data for {days[0]}"
+    )
+    verdicts = warehouse.query(
+        adult_settings.warehouse_path,
+        "SELECT strftime(ingestion_date, '%Y-%m-%d') AS day, passed FROM raw_data_gates "
+        "WHERE check_name = 'great_expectations_suite' ORDER BY day",
+    )
+    assert verdicts["passed"].tolist() == [False, False, False, True]
+
+    # judged by another version of the spec, the untouched day fails too
+    spec_path = write_adult_spec(tmp_path / "other", 150, 4, description="The same data, another spec.")
+    other = Settings(home=adult_settings.home, dataset_spec_path=spec_path)
+    suite = _gates_only(other, instance, days[-1], days[-1])["great_expectations_suite"]
+    assert not suite.passed
+    assert suite.description == (
+        f"{days[-1]}: raw_data was validated under another version of dataset spec 'adult': "
+        f"materialize raw_data for {days[-1]} again"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problems"),
+    [
+        ("UPDATE raw_data SET record_id = 'forged' WHERE record_id = (SELECT min(record_id) FROM raw_data)",
+         ["raw 145 + quarantined 5 != landed 150"]),
+        ("DELETE FROM raw_data WHERE record_id = (SELECT min(record_id) FROM raw_data)",
+         ["raw 144 + quarantined 5 != landed 150"]),
+        ("UPDATE raw_data SET record_id = (SELECT min(record_id) FROM quarantined_rows) "
+         "WHERE record_id = (SELECT min(record_id) FROM raw_data)",
+         ["1 records are both kept and quarantined", "raw 145 + quarantined 5 != landed 150"]),
+    ],
+)  # fmt: skip
+def test_the_quarantine_gate_counts_ids_against_those_landed(adult_settings, instance, tamper, problems):
     day = land_reference(adult_settings)[0]
-    spec, folder = adult_settings.load_spec(), adult_settings.validations_dir
-    first = ingestion.ingest_day(adult_settings.landing_dir, spec, day, folder)
-    assert first.validation.success and len(list(folder.glob(f"{day}-*.pickle"))) == 1
+    numeric = adult_settings.load_spec().features.numeric[0]
+    corrupt_landing_file(adult_settings, day, {(row, numeric): "abc" for row in range(5)})
+    assert run_pipeline(adult_settings, instance, day, assets=INGESTION).success
+    with warehouse.connect(adult_settings.warehouse_path) as con:
+        con.execute(tamper)
+    rate = _gates_only(adult_settings, instance, day, day)["quarantine_rate"]
+    assert not rate.passed
+    assert rate.description == "; ".join(f"{day}: {problem}" for problem in problems)
 
-    def no_second_run(*args: object) -> None:
-        raise AssertionError("Great Expectations ran again on an unchanged file")
 
-    monkeypatch.setattr(ingestion, "run_suites", no_second_run)
-    again = ingestion.ingest_day(adult_settings.landing_dir, spec, day, folder)
-    assert again.validation.row_reasons.equals(first.validation.row_reasons)
-
-    monkeypatch.undo()
-    column = spec.features.numeric[0]
-    corrupt_landing_file(adult_settings, day, {(0, column): "not a number"})
-    changed = ingestion.ingest_day(adult_settings.landing_dir, spec, day, folder)
-    assert column in changed.validation.row_reasons.iloc[0] and len(changed.quarantined) == 1
-    assert len(list(folder.glob(f"{day}-*.pickle"))) == 1  # the outcome of the old file is gone
+def test_a_day_version_read_in_the_transaction_that_creates_the_table_is_the_stored_one(tmp_path):
+    """More rows than one DuckDB row group, written by the transaction that creates the table."""
+    rows = 130_000
+    frame = pd.DataFrame(
+        {
+            "record_id": pd.array([f"r{i}" for i in range(rows)], dtype="string"),
+            "value": pd.array(range(rows), dtype="Int64"),
+            "ingestion_date": pd.Timestamp("2026-01-01"),
+        }
+    )
+    path = tmp_path / "warehouse.duckdb"
+    with warehouse.connect(path) as con:
+        con.execute("BEGIN TRANSACTION")
+        warehouse.write_partitions(con, "raw_data", frame, "ingestion_date", ["2026-01-01"])
+        written = warehouse.partition_version(con, "raw_data", "ingestion_date", "2026-01-01")
+        con.execute("COMMIT")
+    with warehouse.connect(path, read_only=True) as con:
+        assert warehouse.partition_version(con, "raw_data", "ingestion_date", "2026-01-01") == written
+    assert warehouse.query(path, "SELECT sum(value) AS total FROM raw_data")["total"][0] == sum(range(rows))

@@ -183,7 +183,7 @@ def test_days_larger_than_the_source_are_drawn_with_replacement_the_same_way_eve
 def test_resampled_rows_pass_the_gates_and_get_unique_record_ids(adult_settings, tmp_path):
     spec = _small_source_spec(adult_settings.load_spec(), tmp_path / "source", rows=300)
     [path] = simulate_batches(spec, adult_settings.landing_dir, days=1, rows_per_day=2_000)
-    ingested = ingest_day(adult_settings.landing_dir, spec, path.stem, tmp_path / "validations")
+    ingested = ingest_day(adult_settings.landing_dir, spec, path.stem)
     assert len(ingested.valid) == 2_000 and ingested.quarantined.empty
     assert ingested.valid["record_id"].is_unique  # duplicated rows apart by their position
 
@@ -271,3 +271,38 @@ def test_a_byte_order_mark_does_not_shift_the_position_of_a_bad_byte(tmp_path):
     path.write_bytes(b"\xef\xbb\xbfa,b\r\n1,2\r\n3,\xff4\r\n")
     with pytest.raises(LandingFileError, match="line 3, byte 3 of the line"):
         parse_landing_file(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"a,b,c\r\n1,,x y\r\n\t2 ,\x00,\xc3\xa9\n,,\r\n3,4,5",  # LF and CRLF, empty and odd cells
+        b"\xef\xbb\xbfa,b\n1,2\n3,4\n",
+        b"a,b\n1,2\n3,4,5\n6,7\n",  # a ragged line: read line by line
+        b"a,b\n1,2\n\n3,4\n",  # a blank line: read line by line
+    ],
+)
+def test_a_plain_file_reads_as_the_line_by_line_reader_reads_it(tmp_path, content):
+    path = tmp_path / "2026-01-01.csv"
+    path.write_bytes(content)
+    landed = parse_landing_file(path)
+    by_line = landing._read_lines(path, content.removeprefix(b"\xef\xbb\xbf").decode(), landed.fingerprint)
+    assert list(landed.text.columns) == list(by_line.text.columns)
+    assert landed.text.to_numpy().tolist() == by_line.text.to_numpy().tolist()
+    assert set(landed.text.dtypes) == {np.dtype(object)}
+    assert landed.lines.tolist() == by_line.lines.tolist()
+    assert landed.ragged.equals(by_line.ragged) and landed.faults.equals(by_line.faults)
+    assert landed.fingerprint == landing.LandingFingerprint.of(path)
+
+
+def test_a_simulated_day_is_plain_and_its_distinct_cells_are_held_once(adult_settings):
+    [path] = simulate_batches(
+        adult_settings.load_spec(), adult_settings.landing_dir, days=1, rows_per_day=3_000
+    )
+    content = path.read_bytes()
+    assert landing._is_plain(content)
+    landed = parse_landing_file(path)
+    by_line = landing._read_lines(path, content.decode(), landed.fingerprint)
+    assert landed.text.equals(by_line.text) and landed.lines.tolist() == by_line.lines.tolist()
+    sexes = landed.text["sex"].to_numpy()
+    assert len({id(cell) for cell in sexes}) == len(set(sexes))

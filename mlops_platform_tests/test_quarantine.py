@@ -28,7 +28,7 @@ NUMBER = "is not a number of the declared type"
 
 
 def _ingest(settings: Settings, day: str) -> IngestedDay:
-    return ingest_day(settings.landing_dir, settings.load_spec(), day, settings.validations_dir)
+    return ingest_day(settings.landing_dir, settings.load_spec(), day)
 
 
 def _assert_accounted(settings: Settings, day: str, ingested: IngestedDay) -> None:
@@ -306,3 +306,29 @@ def test_fuzzed_landing_cells_never_crash_a_day_and_lose_nothing(adult_settings)
                 assert getattr(record, name) == _oracle_integer(row[header.index(name)])
         quarantined_rows += len(ingested.quarantined)
     assert quarantined_rows > 100  # the fuzz did damage rows
+
+
+def test_great_expectations_in_chunks_gives_the_verdict_on_the_whole_day(sensor_settings):
+    """Chunks split copies of an id apart in file order; they are still counted together."""
+    spec = sensor_settings.load_spec()
+    day = simulate_batches(spec, sensor_settings.landing_dir, days=1)[0].stem
+    text = read_landing_file(landing_path(sensor_settings.landing_dir, day))
+    edits = {(row, "device_id"): text.loc[row - 100, "device_id"] for row in (100, 150, 199)}
+    edits |= {(row, "temperature"): "151.5" for row in range(0, 180, 20)}  # 9: under 5% of those present
+    edits |= {(row, "region"): "mars" for row in range(5, 200, 10)}  # 20: over the limit
+    corrupt_landing_file(sensor_settings, day, edits)
+    landed, records = read_day(sensor_settings.landing_dir, spec, day)
+    whole = run_suites(landed.text, records, spec)
+    chunked = run_suites(landed.text, records, spec, chunk_rows=30)
+    assert chunked == whole
+    outcomes = {(o.expectation, o.column): o for o in whole}
+    unique = outcomes[("expect_column_values_to_be_unique", "record_id")]
+    assert (unique.unexpected_count, unique.element_count, unique.success) == (6, 200, False)
+    between = outcomes[("expect_column_values_to_be_between", "temperature")]
+    assert (between.unexpected_count, between.success) == (9, True)
+    in_set = outcomes[("expect_column_values_to_be_in_set", "region")]
+    assert (in_set.unexpected_count, in_set.success) == (20, False)
+    rows = outcomes[("expect_table_row_count_to_be_between", None)]
+    assert (rows.observed, rows.success) == ("(observed: 200)", True)
+    validation = validate_batch(landed, records, spec, chunked)  # the rules agree with the chunks
+    assert validation.row_reasons.ne("").sum() == 6 + 9 + 20 - 2  # rows 0 and 100 break two rules

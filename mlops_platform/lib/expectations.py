@@ -18,8 +18,11 @@ its line in the landing file (`line 7: age: 'abc' is not a number ...; income: m
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,7 +31,11 @@ from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.lib.batches import NUMBER_PATTERNS
 from mlops_platform.lib.landing import LandedFile
 
+if TYPE_CHECKING:
+    from great_expectations.core import ExpectationValidationResult
+
 RAGGED = "(ragged line)"
+SUITE_CHUNK_ROWS = 250_000  # rows Great Expectations validates at a time
 _LARGEST = sys.float_info.max
 _NUMBER_KINDS = {
     NUMBER_PATTERNS["integer"]: "integer: ASCII digits, at most 18 of them",
@@ -77,15 +84,6 @@ class BatchValidation:
     def failed(self) -> list[ExpectationOutcome]:
         return [o for o in self.outcomes if not o.success]
 
-    def as_markdown(self) -> str:
-        lines = ["| suite | expectation | column | unexpected | passed |", "|---|---|---|---:|---|"]
-        for o in self.outcomes:
-            lines.append(
-                f"| {o.suite} | {o.expectation} | {o.column or ''} | "
-                f"{o.unexpected_count}/{o.element_count} | {'yes' if o.success else '**no**'} {o.observed} |"
-            )
-        return "\n".join(lines)
-
 
 @dataclass(frozen=True)
 class RowRule:
@@ -124,9 +122,10 @@ class RowRule:
 
     def breaks(self, text: pd.DataFrame, records: pd.DataFrame) -> np.ndarray:
         """Which rows break the rule, counted as Great Expectations counts them."""
-        if self.suite == "format":
-            cells = text[self.column]
-            return (cells.notna() & ~cells.astype(str).str.contains(self.regex or "")).to_numpy(bool)
+        if self.suite == "format":  # the pattern is tried once per distinct cell
+            codes, distinct = pd.factorize(text[self.column])  # a missing cell: code -1
+            mismatch = ~pd.Index(distinct).astype(str).str.contains(self.regex or "")
+            return np.append(np.asarray(mismatch, dtype=bool), False)[codes]
         values = records[self.column]
         present = values.notna().to_numpy(bool)
         if self.expectation == "expect_column_values_to_not_be_null":
@@ -232,44 +231,165 @@ def build_suites(spec: DatasetSpec, columns_present: list[str]) -> dict[str, obj
     }
 
 
-def run_suites(text: pd.DataFrame, records: pd.DataFrame, spec: DatasetSpec) -> list[ExpectationOutcome]:
-    """Great Expectations' verdict on well-formed records (`text` as landed, `records` typed)."""
+def run_suites(
+    text: pd.DataFrame, records: pd.DataFrame, spec: DatasetSpec, chunk_rows: int = SUITE_CHUNK_ROWS
+) -> list[ExpectationOutcome]:
+    """Great Expectations' verdict on well-formed records (`text` as landed, `records` typed).
+
+    Great Expectations validates chunks of about `chunk_rows` rows; each expectation's
+    counts are added up over the chunks and judged on the whole batch the way Great
+    Expectations judges one batch (`mostly` of all rows, the row count of all rows). Rows go
+    to chunks by a hash of their record id, so every copy of an id is in one chunk and the
+    uniqueness expectation counts them as on the whole batch. A chunk's columns reach Great
+    Expectations holding the same values in cheaper containers: text as categoricals (its
+    pandas metrics then work once per distinct value) and integers as float64 when every
+    value is exact in it (compared vectorized).
+    """
     import great_expectations as gx
 
-    text = text.reset_index(drop=True)
-    records = records.reset_index(drop=True)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
     batches = context.data_sources.add_pandas("landing").add_dataframe_asset("batch")
     definition = batches.add_batch_definition_whole_dataframe("whole_batch")
-    outcomes = []
     suites = build_suites(spec, list(text.columns))
-    for suite_name, frame in (("format", text), ("values", records)):
-        batch = definition.get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(suites[suite_name], result_format={"result_format": "BASIC"})
-        for res in result.results:
-            config = res.expectation_config
-            column = config.kwargs.get("column")
-            detail = res.result or {}
-            raised = bool((res.exception_info or {}).get("raised_exception"))
-            observed = detail.get("observed_value")
-            if observed is None and column is not None and column not in frame.columns:
-                observed = "column missing"
-            elif raised:
-                observed = (res.exception_info or {}).get("exception_message")
-            outcomes.append(
-                ExpectationOutcome(
-                    suite=suite_name,
-                    expectation=config.type,
-                    column=column,
-                    success=bool(res.success),
-                    unexpected_count=int(detail.get("unexpected_count") or 0),
-                    element_count=int(detail.get("element_count") or len(frame)),
-                    observed="" if observed is None else f"(observed: {_short(observed)})",
-                    raised=raised,
-                )
-            )
-    return outcomes
+    measured: dict[str, list[list[_Measured]]] = {name: [] for name in suites}
+    for rows in _chunks(records["record_id"], chunk_rows):
+        for suite_name, frame in (("format", text), ("values", records)):
+            chunk = _as_gx_columns(frame.iloc[rows])
+            batch = definition.get_batch(batch_parameters={"dataframe": chunk})
+            result = batch.validate(suites[suite_name], result_format={"result_format": "BASIC"})
+            measured[suite_name].append([_Measured.of(res, chunk) for res in result.results])
+    return [
+        _combined(suite_name, [chunk[i] for chunk in chunks])
+        for suite_name, chunks in measured.items()
+        for i in range(len(chunks[0]))
+    ]
+
+
+def rows_where(frame: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """The rows of `frame` where `mask` holds, numbered from 0: `frame` itself, not copied,
+    when that is every row and they are numbered from 0 already."""
+    if mask.all() and frame.index.equals(pd.RangeIndex(len(frame))):
+        return frame
+    return frame[mask].reset_index(drop=True)
+
+
+def _chunks(record_ids: pd.Series, chunk_rows: int) -> list[np.ndarray]:
+    """Row positions of each chunk (in batch order), chunks chosen by a hash of the record id;
+    one chunk, maybe empty, for a small batch."""
+    count = max(1, -(-len(record_ids) // chunk_rows))
+    if count == 1:
+        return [np.arange(len(record_ids))]
+    chunk_of = pd.util.hash_pandas_object(record_ids, index=False).to_numpy() % np.uint64(count)
+    order = np.argsort(chunk_of, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(chunk_of.astype(np.int64), minlength=count))[:-1])
+
+
+_EXACT_IN_FLOAT = 2**53  # every integer of smaller magnitude is exact in a float64
+
+
+def _as_gx_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame's values in the containers Great Expectations evaluates fastest."""
+    out = {}
+    for name, values in frame.items():
+        if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+            codes, distinct = pd.factorize(values)
+            out[name] = pd.Categorical.from_codes(codes, categories=distinct)
+        elif isinstance(values.dtype, pd.Int64Dtype) and (values.abs() < _EXACT_IN_FLOAT).all():
+            out[name] = values.astype("float64")
+        else:
+            out[name] = values
+    return pd.DataFrame(out, index=frame.index)
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """One expectation's result on one chunk."""
+
+    expectation: str
+    column: str | None
+    kwargs: dict
+    success: bool
+    unexpected_count: int
+    element_count: int
+    missing_count: int
+    observed: object
+    raised: bool
+
+    @classmethod
+    def of(cls, res: ExpectationValidationResult, frame: pd.DataFrame) -> _Measured:
+        config = res.expectation_config
+        column = config.kwargs.get("column")
+        detail = res.result or {}
+        raised = bool((res.exception_info or {}).get("raised_exception"))
+        observed = detail.get("observed_value")
+        if observed is None and column is not None and column not in frame.columns:
+            observed = "column missing"
+        elif raised:
+            observed = (res.exception_info or {}).get("exception_message")
+        return cls(
+            expectation=config.type,
+            column=column,
+            kwargs=dict(config.kwargs),
+            success=bool(res.success),
+            unexpected_count=int(detail.get("unexpected_count") or 0),
+            element_count=int(detail.get("element_count") or len(frame)),
+            missing_count=int(detail.get("missing_count") or 0),
+            observed=observed,
+            raised=raised,
+        )
+
+
+def _combined(suite: str, chunks: list[_Measured]) -> ExpectationOutcome:
+    """One expectation's outcome on the whole batch from its results on the chunks."""
+    first = chunks[0]
+    unexpected = sum(c.unexpected_count for c in chunks)
+    elements = sum(c.element_count for c in chunks)
+    observed = first.observed
+    raised = [c for c in chunks if c.raised]
+    if raised:
+        success, observed = False, raised[0].observed
+    elif first.expectation == "expect_table_row_count_to_be_between":
+        low, high = first.kwargs.get("min_value"), first.kwargs.get("max_value")
+        observed = sum(int(c.observed or 0) for c in chunks)
+        success = (low is None or observed >= low) and (high is None or observed <= high)
+    elif first.column is None:  # table-level, the same on every chunk (the column set)
+        success = all(c.success for c in chunks)
+        observed = next((c.observed for c in chunks if not c.success), first.observed)
+    else:  # a column map expectation: `mostly` of the rows it considers (non-null ones, but
+        # for the null rule itself), vacuously true when there are none
+        considered = elements - sum(c.missing_count for c in chunks)
+        mostly = 1.0 if first.kwargs.get("mostly") is None else first.kwargs["mostly"]
+        success = considered == 0 or (considered - unexpected) / considered >= mostly
+    return ExpectationOutcome(
+        suite=suite,
+        expectation=first.expectation,
+        column=first.column,
+        success=success,
+        unexpected_count=unexpected,
+        element_count=elements,
+        observed="" if observed is None else f"(observed: {_short(observed)})",
+        raised=bool(raised),
+    )
+
+
+def outcomes_markdown(outcomes: list[ExpectationOutcome]) -> str:
+    """The outcomes as a Markdown table."""
+    lines = ["| suite | expectation | column | unexpected | passed |", "|---|---|---|---:|---|"]
+    for o in outcomes:
+        lines.append(
+            f"| {o.suite} | {o.expectation} | {o.column or ''} | "
+            f"{o.unexpected_count}/{o.element_count} | {'yes' if o.success else '**no**'} {o.observed} |"
+        )
+    return "\n".join(lines)
+
+
+def outcomes_to_json(outcomes: list[ExpectationOutcome]) -> str:
+    return json.dumps([dataclasses.asdict(o) for o in outcomes])
+
+
+def outcomes_from_json(text: str) -> list[ExpectationOutcome]:
+    return [ExpectationOutcome(**o) for o in json.loads(text)]
 
 
 def validate_batch(
@@ -280,11 +400,10 @@ def validate_batch(
     `records` are the typed rows of `landed`, in its order. Raises `RulesDisagree` when a
     rule finds a different number of breaking rows than Great Expectations did.
     """
-    records = records.reset_index(drop=True)
     well = landed.well_formed
-    text = landed.text.reset_index(drop=True)
+    text = landed.text
     rows_w = np.flatnonzero(well)
-    text_w, records_w = text.iloc[rows_w].reset_index(drop=True), records.iloc[rows_w].reset_index(drop=True)
+    text_w, records_w = rows_where(text, well), rows_where(records, well)
     found: list[tuple[np.ndarray, str, list[str]]] = []
 
     ragged = np.flatnonzero(~well)

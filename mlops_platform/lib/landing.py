@@ -11,6 +11,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -41,13 +42,28 @@ class LandingFileError(ValueError):
 
 
 @dataclass(frozen=True)
+class LandingFingerprint:
+    """What tells one version of a landing file from another without reading it: its size
+    and modification time (a landed file is replaced by a rename, never edited in place)."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> LandingFingerprint:
+        stat = Path(path).stat()
+        return cls(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+
+
+@dataclass(frozen=True)
 class LandedFile:
     """A landing file's data records as text, in file order.
 
     `text` has one row per record, with the header's columns; empty cells are missing.
     A ragged record (more or fewer fields than the header) is all missing in `text`, kept
     as landed in `ragged` and explained in `faults` (both missing for well-formed records).
-    `lines` holds the line each record starts on; line 1 is the header.
+    `lines` holds the line each record starts on; line 1 is the header. `fingerprint` is
+    that of the bytes read.
     """
 
     path: Path
@@ -55,6 +71,7 @@ class LandedFile:
     lines: np.ndarray
     ragged: pd.Series
     faults: pd.Series
+    fingerprint: LandingFingerprint
 
     @property
     def well_formed(self) -> np.ndarray:
@@ -71,22 +88,81 @@ def parse_landing_file(path: Path) -> LandedFile:
     runs to the end of the file makes its lines ragged even when the field count happens to
     fit. (A quote left open and closed again lines later, with the right field count, is a
     valid multi-line cell to any CSV reader; the cell's rules judge it.)
+
+    A plain file (no quote, no blank line, every line break LF or CRLF) whose lines all have
+    the header's number of fields is one record per line: Arrow's CSV reader parses it, with
+    each distinct cell text held once. Any other file is read line by line.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"no landing file {path}: write one with `mlops simulate-batches` or copy a CSV there"
         )
-    content = _decode(path, path.read_bytes())
+    with open(path, "rb") as file:
+        stat = os.fstat(file.fileno())
+        data = file.read().removeprefix(codecs.BOM_UTF8)  # positions count from the first character
+    fingerprint = LandingFingerprint(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    content = _decode(path, data)
     if not content.strip():
         raise LandingFileError(f"{path}: the file is empty; a landing file starts with a header line")
+    body = data.find(b"\n") + 1  # where the records start
+    if _is_plain(data) and 0 < body < len(data):
+        header = _header(path, next(csv.reader([data[:body].decode()])))
+        text = _read_plain(memoryview(data)[body:], header)
+        if text is not None:
+            return LandedFile(
+                path=path,
+                text=text,
+                lines=np.arange(2, len(text) + 2, dtype=np.int64),
+                ragged=pd.Series(pd.NA, index=range(len(text)), dtype="string"),
+                faults=pd.Series(pd.NA, index=range(len(text)), dtype="string"),
+                fingerprint=fingerprint,
+            )
+    return _read_lines(path, content, fingerprint)
+
+
+def _is_plain(data: bytes) -> bool:
+    """No quote, every line break LF or CRLF and no blank line: each line is one record."""
+    return (
+        b'"' not in data
+        and data.count(b"\r") == data.count(b"\r\n")
+        and not data.startswith((b"\n", b"\r\n"))
+        and b"\n\n" not in data
+        and b"\n\r\n" not in data
+    )
+
+
+def _read_plain(records: memoryview, header: list[str]) -> pd.DataFrame | None:
+    """The records (the lines after the header) of a plain file as text, or None when a line
+    has another number of fields than the header."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    irregular: list[object] = []
+
+    def keep_aside(row: object) -> str:
+        irregular.append(row)
+        return "skip"
+
+    table = pacsv.read_csv(
+        pa.py_buffer(records),
+        read_options=pacsv.ReadOptions(column_names=header),
+        parse_options=pacsv.ParseOptions(quote_char=False, invalid_row_handler=keep_aside),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True, null_values=[""]
+        ),
+    )
+    if irregular:
+        return None
+    return table.to_pandas(deduplicate_objects=True)
+
+
+def _read_lines(path: Path, content: str, fingerprint: LandingFingerprint) -> LandedFile:
+    """Any landing file, line by line with Python's CSV reader (see `parse_landing_file`)."""
     lines = io.StringIO(content, newline="").readlines()
     csv.field_size_limit(max(csv.field_size_limit(), len(content) + 1))  # one field may hold it all
     reader = csv.reader(lines)
-    header = next(reader)
-    if not header:
-        raise LandingFileError(f"{path}: line 1 is empty; line 1 must be the header naming the columns")
-    _check_header(path, header)
+    header = _header(path, next(reader))
     rows: list[list[str | None]] = []
     starts: list[int] = []
     ragged: list[str | None] = []
@@ -120,11 +196,11 @@ def parse_landing_file(path: Path) -> LandedFile:
         lines=np.array(starts, dtype=np.int64),
         ragged=pd.Series(ragged, dtype="string"),
         faults=pd.Series(faults, dtype="string"),
+        fingerprint=fingerprint,
     )
 
 
 def _decode(path: Path, data: bytes) -> str:
-    data = data.removeprefix(codecs.BOM_UTF8)  # positions below count from the first character
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -134,6 +210,14 @@ def _decode(path: Path, data: bytes) -> str:
             f"{path}: line {line}, byte {byte} of the line: not UTF-8 ({exc.reason}); "
             "write landing files as UTF-8"
         ) from None
+
+
+def _header(path: Path, header: list[str]) -> list[str]:
+    """The header record, checked: a name for every column, none twice."""
+    if not header:
+        raise LandingFileError(f"{path}: line 1 is empty; line 1 must be the header naming the columns")
+    _check_header(path, header)
+    return header
 
 
 def _check_header(path: Path, header: list[str]) -> None:

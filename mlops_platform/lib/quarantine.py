@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 
-from mlops_platform.lib.expectations import BatchValidation
+from mlops_platform.lib.expectations import BatchValidation, rows_where
 from mlops_platform.lib.landing import LandedFile
 
 QUARANTINE_COLUMNS = ["record_id", "event_timestamp", "ingestion_date", "quarantine_reason", "raw_record"]
@@ -18,26 +19,25 @@ def split_batch(
     """(valid records, quarantined rows). A quarantined row keeps its text exactly as it
     landed in `raw_record` (its cells as JSON; a ragged line as the line itself) and says
     why in `quarantine_reason`, so nothing is lost."""
-    text = landed.text.reset_index(drop=True)
-    records = records.reset_index(drop=True)
     valid_mask = validation.valid_mask.to_numpy(dtype=bool)
-    bad = ~valid_mask
+    bad = np.flatnonzero(~valid_mask)
     raw = [
         line
         if not pd.isna(line)
         else json.dumps({k: (None if pd.isna(v) else v) for k, v in row.items()}, sort_keys=True)
         for line, row in zip(
-            landed.ragged.reset_index(drop=True)[bad], text.loc[bad].to_dict(orient="records"), strict=True
+            landed.ragged.iloc[bad], landed.text.iloc[bad].to_dict(orient="records"), strict=True
         )
     ]
+    held = records.iloc[bad].reset_index(drop=True)
     quarantined = pd.DataFrame(
         {
-            "record_id": records.loc[bad, "record_id"].astype("string"),
-            "event_timestamp": records.loc[bad, "event_timestamp"],
-            "ingestion_date": records.loc[bad, "ingestion_date"],
-            "quarantine_reason": validation.row_reasons[bad].astype("string"),
-            "raw_record": pd.Series(raw, index=records.index[bad], dtype="string"),
+            "record_id": held["record_id"].astype("string"),
+            "event_timestamp": held["event_timestamp"],
+            "ingestion_date": held["ingestion_date"],
+            "quarantine_reason": validation.row_reasons.iloc[bad].reset_index(drop=True).astype("string"),
+            "raw_record": pd.Series(raw, dtype="string"),
         },
         columns=QUARANTINE_COLUMNS,
     )
-    return records.loc[valid_mask].reset_index(drop=True), quarantined.reset_index(drop=True)
+    return rows_where(records, valid_mask), quarantined

@@ -11,12 +11,14 @@ row per day and gate; DuckDB only): readers keep only the days every gate passed
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from mlops_platform.lib.files import atomic_target
@@ -73,19 +75,9 @@ def replace_partitions(
     path: Path, table: str, frame: pd.DataFrame, partition_column: str, partitions: Sequence[str]
 ) -> None:
     """Replace the rows of `partitions` (values of `partition_column`) with those in `frame`."""
-    outside = ~frame[partition_column].dt.strftime("%Y-%m-%d").isin(partitions)
-    if outside.any():
-        raise ValueError(f"{int(outside.sum())} rows of {table} fall outside partitions {list(partitions)}")
     with connect(path) as con:
-        con.register("incoming", frame)
         con.execute("BEGIN TRANSACTION")
-        if not table_exists(con, table):
-            con.execute(f"CREATE TABLE {_quote(table)} AS SELECT * FROM incoming LIMIT 0")
-        con.execute(
-            f"DELETE FROM {_quote(table)} WHERE {_in_partitions(partition_column, partitions)}",
-            list(partitions),
-        )
-        con.execute(f"INSERT INTO {_quote(table)} BY NAME SELECT * FROM incoming")
+        write_partitions(con, table, frame, partition_column, partitions)
         con.execute("COMMIT")
 
 
@@ -220,10 +212,66 @@ def write_lake_partitions(
     lake_dir: Path, table: str, frame: pd.DataFrame, partition_column: str, partitions: Sequence[str]
 ) -> list[Path]:
     """One Parquet file per partition: `<lake>/<table>/<column>=<day>/part-0.parquet`."""
-    days = frame[partition_column].dt.strftime("%Y-%m-%d")
-    return [
-        write_parquet(
-            frame[days == day], Path(lake_dir) / table / f"{partition_column}={day}" / "part-0.parquet"
+    codes, days = _partition_codes(frame[partition_column])
+    files = []
+    for day in partitions:
+        rows = np.isin(codes, [code for code, name in enumerate(days) if name == day])
+        part = frame if rows.all() else frame[rows]
+        files.append(
+            write_parquet(part, Path(lake_dir) / table / f"{partition_column}={day}" / "part-0.parquet")
         )
-        for day in partitions
-    ]
+    return files
+
+
+def write_partitions(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: pd.DataFrame,
+    partition_column: str,
+    partitions: Sequence[str],
+) -> None:
+    """`replace_partitions` inside the caller's transaction (the table is created from the
+    frame's columns when missing)."""
+    codes, days = _partition_codes(frame[partition_column])
+    outside = np.isin(codes, [code for code, day in enumerate(days) if day not in partitions])
+    if outside.any():
+        raise ValueError(f"{int(outside.sum())} rows of {table} fall outside partitions {list(partitions)}")
+    con.register("incoming", frame)
+    if not table_exists(con, table):
+        # a table declared column by column: DuckDB 2.0.0 hides rows inserted in the transaction
+        # that created a table with `CREATE TABLE ... AS SELECT ... LIMIT 0` from later aggregates
+        # on the connection (beyond one row group)
+        columns = con.execute("DESCRIBE SELECT * FROM incoming").fetchall()
+        declared = ", ".join(f"{_quote(name)} {kind}" for name, kind, *_ in columns)
+        con.execute(f"CREATE TABLE {_quote(table)} ({declared})")
+    con.execute(
+        f"DELETE FROM {_quote(table)} WHERE {_in_partitions(partition_column, partitions)}", list(partitions)
+    )
+    con.execute(f"INSERT INTO {_quote(table)} BY NAME SELECT * FROM incoming")
+    con.unregister("incoming")
+
+
+def _partition_codes(values: pd.Series) -> tuple[np.ndarray, list[str | None]]:
+    """Each row's position in the list of distinct days (`YYYY-MM-DD`), formatting each
+    distinct timestamp once; a missing timestamp has code -1, the list's last entry (None)."""
+    codes, distinct = pd.factorize(values)
+    return codes, [*pd.Series(distinct).dt.strftime("%Y-%m-%d"), None]
+
+
+def partition_version(
+    con: duckdb.DuckDBPyConnection, table: str, partition_column: str, partition: str
+) -> str:
+    """A content version of one partition of `table`: a digest of the table's columns (names
+    and types), the partition's row count and the sum of its rows' hashes (the rows in any
+    order), read inside the caller's transaction."""
+    columns = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    found = con.execute(
+        f"SELECT count(*), coalesce(sum(hash(t)), 0) FROM {_quote(table)} AS t "
+        f"WHERE {_in_partitions(partition_column, [partition])}",
+        [partition],
+    ).fetchone()
+    return hashlib.sha256(f"{columns}|{found}".encode()).hexdigest()[:16]
