@@ -148,11 +148,6 @@ class Settings(BaseModel):
         return self.home / "serving"
 
     @property
-    def validations_dir(self) -> Path:
-        """Great Expectations outcomes per landing file, keyed by its content (`lib/ingestion.py`)."""
-        return self.home / "validations"
-
-    @property
     def inference_log_dir(self) -> Path:
         """Every prediction the server made, as JSON lines per day (`date=YYYY-MM-DD/`)."""
         return self.home / "inference_log"
