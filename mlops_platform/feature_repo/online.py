@@ -2,7 +2,7 @@
 
 A day's Parquet file is written in batches of a fixed number of rows, so memory follows the
 batch, not the day. Redis is loaded through Feast's `write_to_online_store`. Feast's SQLite
-store converts and upserts every value in Python (about 2,000 rows a second here), so for
+store converts and upserts every value in Python, one statement per value, so for
 SQLite `_write_sqlite` writes the same rows Feast would (one per record and feature: the
 serialized entity key, the serialized value, its text, the event time) with the values
 encoded per column; `test_online_store.py` proves both paths leave identical tables.
