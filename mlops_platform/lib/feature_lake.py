@@ -9,6 +9,7 @@ the files. Which days are also in the online store is recorded there too.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,8 +81,6 @@ def online_days(days: Sequence[str], ttl_days: int | None) -> set[str]:
         return set()
     if ttl_days is None:
         return set(days)
-    import datetime as dt
-
     newest = max(dt.date.fromisoformat(d) for d in days)
     cutoff = newest - dt.timedelta(days=ttl_days - 1)
     return {d for d in days if dt.date.fromisoformat(d) >= cutoff}
