@@ -11,6 +11,7 @@ data directory, `MLOPS_HOME`, so nothing lands in whatever folder the user stand
 | `MLOPS_REDIS_URL` | `127.0.0.1:6379` | Redis connection string for the Feast online store |
 | `MLOPS_MLFLOW_TRACKING_URI` | `sqlite:///$MLOPS_HOME/mlflow/mlflow.db` | MLflow tracking + registry |
 | `MLOPS_MLFLOW_ARTIFACT_ROOT` | `$MLOPS_HOME/mlflow/artifacts` | where new experiments keep artifacts |
+| `MLOPS_DUCKDB_MEMORY_LIMIT` | `1GB` | DuckDB's memory cap (warehouse, dbt); it spills beyond |
 | `MLOPS_DBT_EXECUTABLE` | `<venv>/dbt/bin/dbt`, else `dbt` on PATH | dbt, installed in its own environment |
 | `MLOPS_EXECUTOR` | `in_process` | a run's steps: `in_process`, or `multiprocess` (a process each) |
 | `MLOPS_SERVING_BACKEND` | `local` | `local` (the `mlops serve` gateway) or `kserve` (an InferenceService) |

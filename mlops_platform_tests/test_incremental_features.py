@@ -77,6 +77,13 @@ def test_a_one_day_run_touches_one_day_and_equals_a_full_rebuild(tmp_path, insta
     rebuilt = after[after["rowid"] > before["rowid"].max()]
     assert set(rebuilt["day"]) == {new_day} and len(rebuilt) == ROWS_PER_DAY
     assert after.loc[before.index, "rowid"].equals(before["rowid"])
+    # the dbt tests of stg_records judge the rows of its latest build: exactly that day's
+    (built,) = warehouse.query(
+        settings.warehouse_path,
+        "SELECT list(DISTINCT strftime(ingestion_date, '%Y-%m-%d')) AS days, count(*) AS n FROM stg_records "
+        "WHERE _built_at = (SELECT max(_built_at) FROM stg_records)",
+    ).itertuples(index=False)
+    assert list(built.days) == [new_day] and built.n == ROWS_PER_DAY
 
     # the feature lake exports only that day; the online store writes only its rows and
     # drops the day that left the window
@@ -94,8 +101,16 @@ def test_a_one_day_run_touches_one_day_and_equals_a_full_rebuild(tmp_path, insta
     shutil.copytree(settings.landing_dir, full.landing_dir)
     assert run_pipeline(full, instance, days[0], new_day).success
     for name in ("stg_records", "training_set"):
-        a = table(settings, name).drop(columns=["_gated_at"], errors="ignore").sort_values("record_id")
-        b = table(full, name).drop(columns=["_gated_at"], errors="ignore").sort_values("record_id")
+        a = (
+            table(settings, name)
+            .drop(columns=["_gated_at", "_built_at"], errors="ignore")
+            .sort_values("record_id")
+        )
+        b = (
+            table(full, name)
+            .drop(columns=["_gated_at", "_built_at"], errors="ignore")
+            .sort_values("record_id")
+        )
         pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
     for day in [*days, new_day]:
         pd.testing.assert_frame_equal(
@@ -107,6 +122,20 @@ def test_a_one_day_run_touches_one_day_and_equals_a_full_rebuild(tmp_path, insta
     assert warehouse.table_version(settings.warehouse_path, "training_set") == warehouse.table_version(
         full.warehouse_path, "training_set"
     )
+
+    # a window of one day after the newest day is judged again: every held day leaves, so the
+    # view is emptied at once and the day written again instead of deleting record by record
+    raw = yaml.safe_load(full.dataset_spec_path.read_text())
+    raw["features"]["online_ttl_days"] = 1
+    full.dataset_spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    shrunk = _metadata(run_pipeline(full, instance, new_day), "feature_store")
+    assert shrunk["online_days"] == [new_day] and shrunk["days_exported"] == [new_day]
+    assert shrunk["online_records_deleted"] == 2 * ROWS_PER_DAY
+    assert shrunk["online_rows_written"] == ROWS_PER_DAY
+    newest = sorted(after.index[after["day"] == new_day])
+    pd.testing.assert_frame_equal(_online(full, newest), _online(settings, newest))
+    gone = sorted(after.index[after["day"] == days[2]])
+    assert _online(full, gone)[spec.features.all].isna().all().all()
 
     # a retrain with nothing new reuses the training set instead of rebuilding it
     retrain = (

@@ -97,3 +97,24 @@ def test_deleted_records_are_gone_and_the_rest_stay(tmp_path, backend):
     finally:
         if backend == "redis":
             online.delete_records(store, feature_view_name(spec), list(day["record_id"]))
+
+
+def test_clear_empties_the_sqlite_view_and_redis_refuses(tmp_path):
+    spec = _spec(tmp_path)
+    parquet = tmp_path / "lake" / "day.parquet"
+    parquet.parent.mkdir()
+    _day(spec, rows=40).to_parquet(parquet)
+    store = open_store(spec.name, tmp_path / "feast")
+    store.apply(build_feature_repo(spec, parquet.parent))
+    view = feature_view_name(spec)
+    online.write_day(store, view, parquet, batch_rows=16)
+    assert online.can_clear(store)
+    online.clear(store, view)
+    assert _sqlite_rows(store, spec) == []
+    assert online.write_day(store, view, parquet, batch_rows=16) == 40  # usable again
+    assert len(_sqlite_rows(store, spec)) == 40 * len(spec.features.all)
+
+    redis = open_store(spec.name, tmp_path / "redis", "redis", f"{REDIS[0]}:{REDIS[1]}")
+    assert not online.can_clear(redis)
+    with pytest.raises(ValueError, match="redis online store cannot be cleared"):
+        online.clear(redis, view)

@@ -30,14 +30,19 @@ DELETE_BATCH = 10_000
 _DOUBLE_TAG = 0x29  # protobuf key of Value.double_val (field 5, 64-bit)
 
 
+def _plain_sqlite(store: FeatureStore) -> bool:
+    """Whether the store is Feast's SQLite store with one row per record and feature."""
+    config = store.config.online_store
+    return config.type == "sqlite" and not (
+        config.vector_enabled or getattr(config, "enable_openai_compatible_store", False)
+    )
+
+
 def write_day(store: FeatureStore, view_name: str, parquet: Path, batch_rows: int) -> int:
     """Write every row of a day's Parquet file into the online store; returns the rows."""
     import pyarrow.parquet as pq
 
-    config = store.config.online_store
-    direct = config.type == "sqlite" and not (
-        config.vector_enabled or getattr(config, "enable_openai_compatible_store", False)
-    )
+    direct = _plain_sqlite(store)
     written = 0
     for batch in pq.ParquetFile(parquet).iter_batches(batch_size=batch_rows):
         frame = batch.to_pandas()
@@ -114,6 +119,28 @@ def _write_sqlite(store: FeatureStore, view_name: str, frame: pd.DataFrame) -> N
             "created_ts = excluded.created_ts",
             rows,
         )
+
+
+def can_clear(store: FeatureStore) -> bool:
+    """Whether `clear` empties the view in one statement (SQLite; Redis keys every record)."""
+    return _plain_sqlite(store)
+
+
+def clear(store: FeatureStore, view_name: str) -> None:
+    """Delete every online row of the view, in time independent of the rows held."""
+    from feast.infra.online_stores.helpers import compute_table_id
+
+    if not can_clear(store):
+        raise ValueError(f"the {store.config.online_store.type} online store cannot be cleared per view")
+    config = store.config
+    table = compute_table_id(
+        config.project,
+        store.get_feature_view(view_name),
+        config.registry.enable_online_feature_view_versioning,
+    )
+    conn = store._get_provider().online_store._get_conn(config)
+    with conn:
+        conn.execute(f'DELETE FROM "{table}"')  # no WHERE: SQLite's truncate optimization
 
 
 def record_ids(parquet: Path) -> list[str]:

@@ -67,9 +67,11 @@ def export_day(warehouse_path: Path, lake_dir: Path, day: str, columns: Sequence
     with warehouse.connect(warehouse_path, read_only=True) as con, atomic_target(target) as tmp:
         path = str(tmp).replace("'", "''")
         con.execute(
-            f"COPY (SELECT {select} FROM features WHERE strftime(ingestion_date, '%Y-%m-%d') = ? "
-            f"ORDER BY record_id) TO '{path}' (FORMAT parquet)",
-            [day],
+            # a range on the column itself, so DuckDB skips the row groups of other days
+            f"COPY (SELECT {select} FROM features WHERE ingestion_date >= CAST(? AS DATE) "
+            f"AND ingestion_date < CAST(? AS DATE) + INTERVAL 1 DAY ORDER BY record_id) "
+            f"TO '{path}' (FORMAT parquet)",
+            [day, day],
         )
         (rows,) = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()
     return int(rows)

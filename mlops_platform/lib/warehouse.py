@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     import duckdb
 
 LOCK_WAIT_SECONDS = 120.0
+# DuckDB's memory cap for every warehouse connection (dbt's profile reads the same variable);
+# beyond it, DuckDB spills to `<warehouse>.tmp`. Without a cap it takes up to 80 % of RAM.
+MEMORY_LIMIT_VARIABLE = "MLOPS_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 @contextlib.contextmanager
@@ -49,6 +54,7 @@ def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConn
             time.sleep(0.2)
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET memory_limit = ?", [os.environ.get(MEMORY_LIMIT_VARIABLE) or DEFAULT_MEMORY_LIMIT])
         yield con
     finally:
         con.close()

@@ -65,6 +65,14 @@ def build_feature_store_asset(
         # offline before its rows leave the online store, and online only once they are in.
         evicted = 0
         leaving = (set(changed) | set(removed) | (manifest.online - wanted_online)) & manifest.online
+        if feast_online.can_clear(store) and _rows(lake, manifest.online - leaving) < _rows(lake, leaving):
+            # Cheaper to empty the view and write the staying days again than to delete by key.
+            evicted = _rows(lake, leaving)
+            manifest.online.clear()
+            manifest.write(manifest_file)
+            leaving = set()
+        if feast_online.can_clear(store) and not manifest.online:
+            feast_online.clear(store, view)  # also what an interrupted clear or a lost manifest left
         for day in sorted(leaving):
             ids = feast_online.record_ids(feature_lake.day_file(lake, day))
             evicted += feast_online.delete_records(store, view, ids)
@@ -187,3 +195,11 @@ def build_feature_store_asset(
         )
 
     return feature_store, online_matches_offline
+
+
+def _rows(lake: Path, days: set[str]) -> int:
+    """Rows in the exported Parquet files of these days (from the files' footers)."""
+    import pyarrow.parquet as pq
+
+    files = [feature_lake.day_file(lake, d) for d in days]
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files if f.is_file())

@@ -6,6 +6,7 @@
 -- the last build (`_gated_at` holds the verdict time a row was built from) and of the days
 -- held here that no longer pass; delete+insert on record_id replaces older ingestions of the
 -- same records, and the post-hook drops every row of a day that does not pass now.
+-- `_built_at` (the build's start) marks the rows a build wrote: the tests judge only those.
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
@@ -40,6 +41,7 @@ ranked as (
     select
         records.*,
         gated.gated_at as _gated_at,
+        cast('{{ run_started_at }}' as timestamptz) as _built_at,
         row_number() over (partition by records.record_id order by records.ingestion_date desc) as _ingestion_rank
     from {{ raw_data }} as records
     join gated on cast(records.ingestion_date as date) = gated.ingestion_date
