@@ -3,10 +3,10 @@
 `mlops demo` is the README's second command: it lands the shipped data, runs the data
 pipeline, trains, registers, rolls out behind a canary, serves traffic, detects drift and
 retrains. This script runs it in a fresh `MLOPS_HOME` and `DAGSTER_HOME` (with the
-repository's `dagster.yaml`) for the working tree and, with `--baseline REF`, for that git
-revision too (checked out into a temporary worktree and put first on `PYTHONPATH`, same
-virtual environment), one after the other, `--repeat` times each, and writes the wall times
-and the tree's peak RSS to benchmarks/results/demo.json.
+repository's `dagster.yaml`) and a free port for the model server, for the working tree and,
+with `--baseline REF`, for that git revision too (checked out into a temporary worktree and
+put first on `PYTHONPATH`, same virtual environment), one after the other, `--repeat` times
+each, and writes the wall times and the tree's peak RSS to benchmarks/results/demo.json.
 
     .venv/bin/python benchmarks/demo.py [--baseline REF] [--repeat 1] [--output PATH]
 """
@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,12 @@ def _tree_rss(root: psutil.Process) -> int:
     return total
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def run_demo(tree: Path, scratch: Path, timeout: float) -> dict[str, float]:
     """One `mlops demo` with the code of `tree`; its wall time and peak tree RSS."""
     home = scratch / "home"
@@ -61,6 +68,7 @@ def run_demo(tree: Path, scratch: Path, timeout: float) -> dict[str, float]:
         "MLOPS_HOME": str(home),
         "DAGSTER_HOME": str(dagster_home),
         "PYTHONPATH": str(tree),
+        "MLOPS_SERVING_URL": f"http://127.0.0.1:{_free_port()}",  # a server still stopping keeps its port
     }
     started = time.perf_counter()
     process = subprocess.Popen(

@@ -15,7 +15,7 @@ def test_the_data_half_materializes_with_every_check_passing(adult_settings, ins
     assert result.success
     assert materialized(result) == DATA_HALF
     evaluations = checks(result)
-    assert len(evaluations) == 16
+    assert len(evaluations) == 10
     assert [name for name, e in evaluations.items() if not e.passed] == []
 
     training = table(adult_settings, "training_set")
