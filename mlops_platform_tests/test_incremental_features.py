@@ -94,12 +94,15 @@ def test_a_one_day_run_touches_one_day_and_equals_a_full_rebuild(tmp_path, insta
     assert store_meta["online_days"] == [days[2], new_day]
     left = sorted(after.index[after["day"] == days[1]])
     assert _online(settings, left)[spec.features.all].isna().all().all()
+    # the training set joins the new day's labels again, nothing else, and equals a full build
     assert _metadata(result, "training_set")["reused"] is False
+    assert _metadata(result, "training_set")["days_joined"] == [new_day]
 
     # a full rebuild of the same four days gives the same tables, lake and online values
     full = _settings(tmp_path / "full")
     shutil.copytree(settings.landing_dir, full.landing_dir)
-    assert run_pipeline(full, instance, days[0], new_day).success
+    rebuild = run_pipeline(full, instance, days[0], new_day)
+    assert rebuild.success and _metadata(rebuild, "training_set")["days_joined"] == [*days, new_day]
     for name in ("stg_records", "training_set"):
         a = (
             table(settings, name)

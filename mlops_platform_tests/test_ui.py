@@ -96,7 +96,7 @@ def test_dagster_dev_shows_the_data_half_and_no_secret(dagster_dev):
     raw_checks = {c["name"]: c["blocking"] for c in shown["raw_data"]["assetChecksOrError"]["checks"]}
     assert raw_checks == {"great_expectations_suite": True, "quarantine_rate": True}
     assert shown["training_set"]["assetChecksOrError"]["checks"][0]["name"] == "training_set_is_sound"
-    assert len(shown["stg_records"]["assetChecksOrError"]["checks"]) == 3  # dbt tests
+    assert len(shown["stg_records"]["assetChecksOrError"]["checks"]) == 4  # dbt tests
     assert shown["raw_data"]["groupName"] == "ingestion"
 
     # The resource page (what the UI's "Resources" tab shows): the variables' names, never their values.

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 SECONDS_PER_DAY = 86_400
-_UNIT_SEPARATOR = "\x1f"
 
 _PANDAS_TYPES = {"integer": "Int64", "float": "float64", "categorical": "string"}
 
@@ -27,7 +30,22 @@ NUMBER_PATTERNS = {
 
 def has_number_format(cells: pd.Series, kind: str) -> pd.Series:
     """True where a cell is present and matches the number pattern of `kind`."""
-    return cells.notna() & cells.astype(str).str.contains(NUMBER_PATTERNS[kind])
+    matched = _number_format(_arrow_text(cells), kind)
+    return pd.Series(matched.to_numpy(zero_copy_only=False), index=cells.index)
+
+
+def _arrow_text(cells: pd.Series) -> pa.Array:
+    import pyarrow as pa
+
+    return pa.array(cells.astype("string"), type=pa.string())
+
+
+def _number_format(text: pa.Array, kind: str) -> pa.Array:
+    """`NUMBER_PATTERNS[kind]` matched by Arrow (RE2, where `$` is Python's `\\Z`); False for nulls."""
+    import pyarrow.compute as pc
+
+    pattern = NUMBER_PATTERNS[kind].replace("\\Z", "$")
+    return pc.fill_null(pc.match_substring_regex(text, pattern), False)
 
 
 def parse_timestamps(cells: pd.Series) -> pd.Series:
@@ -43,21 +61,26 @@ def record_ids(text: pd.DataFrame, spec: DatasetSpec, day: str, ragged: pd.Serie
     A record without its own id (a ragged line, an empty id cell) gets the hash, taken over
     its text as landed.
     """
+    import duckdb
+    import pyarrow as pa
+
     columns = [c for c in spec.columns if c in text.columns]
-    content = [
-        _UNIT_SEPARATOR.join(row)
-        for row in text[columns].astype("string").fillna("\x00").itertuples(index=False, name=None)
-    ]
-    if ragged is not None:
-        content = [c if pd.isna(r) else f"ragged|{r}" for c, r in zip(content, ragged, strict=True)]
-    hashed = pd.Series(
-        [
-            hashlib.sha256(f"{spec.name}|{day}|{position}|{row}".encode()).hexdigest()[:24]
-            for position, row in enumerate(content)
-        ],
-        index=text.index,
-        dtype="string",
-    )
+    cells = {f"c{i}": _arrow_text(text[c]) for i, c in enumerate(columns)}
+    missing = pa.nulls(len(text), pa.string())
+    cells["ragged"] = missing if ragged is None else pa.array(ragged.astype("string"), type=pa.string())
+    cells["position"] = pa.array(np.arange(len(text), dtype=np.int64))
+    # The hash of f"{dataset}|{day}|{position}|{row}", row = the cells (a missing one as NUL)
+    # joined by the unit separator, or "ragged|<line>"; computed by DuckDB on both cores.
+    row = " || chr(31) || ".join(f"coalesce(c{i}, chr(0))" for i in range(len(columns))) or "''"
+    with duckdb.connect() as con:
+        con.register("cells", pa.table(cells))
+        digests = con.execute(
+            "SELECT substr(sha256(? || CAST(position AS VARCHAR) || '|' || "
+            f"CASE WHEN ragged IS NULL THEN {row} ELSE 'ragged|' || ragged END), 1, 24) AS id "
+            "FROM cells ORDER BY position",
+            [f"{spec.name}|{day}|"],
+        ).to_arrow_table()
+    hashed = pd.Series(digests.column("id").to_pylist(), index=text.index, dtype="string")
     id_column = spec.source.id_column
     if id_column is None or id_column not in text.columns:
         return hashed
@@ -87,9 +110,7 @@ def typed_columns(text: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
         if name not in text.columns:
             values = pd.Series(pd.NA, index=text.index)
         elif column.type == "integer":
-            cells = text[name][has_number_format(text[name], "integer")]
-            values = pd.Series(pd.NA, index=text.index, dtype="Int64")
-            values[cells.index] = [int(c.strip().split(".")[0]) for c in cells]
+            values = _integers(text[name])
         elif column.type == "float":
             cells = text[name][has_number_format(text[name], "float")]
             values = pd.Series(np.nan, index=text.index, dtype="float64")
@@ -100,6 +121,19 @@ def typed_columns(text: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
             values = text[name]
         out[name] = values.astype(_PANDAS_TYPES.get(column.type, "datetime64[ns, UTC]"))
     return pd.DataFrame(out, index=text.index)
+
+
+def _integers(cells: pd.Series) -> pd.Series:
+    """Cells of the integer format as Int64 (sign, leading zeros and a `.0` tail allowed);
+    missing where a cell is absent or not of that format."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = _arrow_text(cells)
+    valid = _number_format(text, "integer")
+    digits = pc.replace_substring_regex(pc.utf8_trim(text, " \t"), r"^\+|\..*$", "")
+    numbers = pc.cast(pc.if_else(valid, digits, pa.scalar(None, pa.string())), pa.int64())
+    return pd.Series(numbers.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), index=cells.index)
 
 
 def prepare_batch(

@@ -150,34 +150,38 @@ def passed_days_sql(table: str, gates: Sequence[str]) -> tuple[str, list[object]
     return sql, [*gates, len(gates)]
 
 
-def set_table_version(con: duckdb.DuckDBPyConnection, table: str, version: str, inputs: str = "") -> None:
+def set_table_version(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    version: str,
+    inputs: str = "",
+    details: dict[str, object] | None = None,
+) -> None:
     """Record with `table` (as its comment, inside the caller's transaction) the version of its
-    content and a fingerprint of the inputs it was built from."""
-    escaped = json.dumps({"version": version, "inputs": inputs}).replace("'", "''")
+    content, a fingerprint of the inputs it was built from, and any other JSON `details`."""
+    escaped = json.dumps({**(details or {}), "version": version, "inputs": inputs}).replace("'", "''")
     con.execute(f"COMMENT ON TABLE {_quote(table)} IS '{escaped}'")
 
 
-def _table_comment(path: Path, table: str) -> dict[str, str]:
+def table_record(path: Path, table: str) -> dict[str, object]:
+    """What `set_table_version` recorded with `table` (empty: nothing, or no warehouse yet)."""
+    if not Path(path).exists():
+        return {}
     with connect(path, read_only=True) as con:
         found = con.execute(
             "SELECT comment FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?", [table]
         ).fetchone()
     try:
-        return json.loads(found[0]) if found and found[0] else {}
+        record = json.loads(found[0]) if found and found[0] else {}
     except json.JSONDecodeError:
         return {}
+    return record if isinstance(record, dict) else {}
 
 
 def table_version(path: Path, table: str) -> str | None:
     """The content version recorded with `table` by `set_table_version` (None: none recorded)."""
-    return _table_comment(path, table).get("version") or None
-
-
-def table_inputs(path: Path, table: str) -> str | None:
-    """The inputs fingerprint recorded with `table` by `set_table_version` (None: none recorded)."""
-    if not Path(path).exists():
-        return None
-    return _table_comment(path, table).get("inputs") or None
+    version = table_record(path, table).get("version")
+    return str(version) if version else None
 
 
 def replace_table(path: Path, table: str, frame: pd.DataFrame) -> None:

@@ -3,6 +3,7 @@ built in DuckDB (an ASOF join with the semantics of Feast's `get_historical_feat
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -17,6 +18,9 @@ from mlops_platform.feature_repo.definitions import (
 from mlops_platform.lib import feature_lake, warehouse
 from mlops_platform.lib.splits import SPLITS, split_sql
 from mlops_platform.settings import Settings
+
+if TYPE_CHECKING:
+    import duckdb
 
 GROUP = "features"
 TABLE = "training_set"
@@ -61,22 +65,18 @@ def build_training_set_asset(
 ) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     lake_files = f"read_parquet('{feature_lake.features_dir(settings.lake_dir) / '*.parquet'!s}')"
     columns = [ENTITY_KEY, TIMESTAMP_FIELD, "split", "label", *spec.features.all]
+    select = ", ".join(_quote(c) for c in columns)
 
-    def inputs_fingerprint() -> str:
-        """What the table is built from: the gated days and their states, the split and the SQL."""
+    def current_inputs() -> tuple[str, dict[str, str]]:
+        """The build rule (a digest of the SQL: split, ttl, features) and the state of every
+        gated day in `stg_records` (rows and verdict time), which is what each day's rows are
+        built from."""
         labels_sql, _ = gated_labels_sql()
         days_sql, params = warehouse.passed_days_sql("raw_data", RAW_DATA_GATES)
-        gated = warehouse.query(settings.warehouse_path, days_sql, params)
-        return hashlib.sha256(
-            json.dumps(
-                {
-                    "days": feature_lake.day_states(settings.warehouse_path),
-                    "gated": sorted(str(d) for d in gated["ingestion_date"]),
-                    "sql": point_in_time_sql(spec, labels_sql, lake_files),
-                },
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()[:16]
+        gated = {str(d) for d in warehouse.query(settings.warehouse_path, days_sql, params)["ingestion_date"]}
+        states = feature_lake.day_states(settings.warehouse_path)
+        rule = hashlib.sha256(point_in_time_sql(spec, labels_sql, lake_files).encode()).hexdigest()[:16]
+        return rule, {day: state for day, state in states.items() if day in gated}
 
     def summary() -> dict[str, dict[str, float]]:
         rows = warehouse.query(
@@ -93,6 +93,44 @@ def build_training_set_asset(
             for name in SPLITS
         }
 
+    def build_whole(con: "duckdb.DuckDBPyConnection") -> None:
+        """The whole table from every gated label and the whole lake."""
+        labels_sql, params = gated_labels_sql()
+        con.execute(
+            f"CREATE OR REPLACE TABLE {TABLE} AS SELECT {select} FROM "
+            f"({point_in_time_sql(spec, labels_sql, lake_files)}) ORDER BY {ENTITY_KEY}",
+            params,
+        )
+
+    def update_days(con: "duckdb.DuckDBPyConnection", rebuilt: list[str], dropped: list[str]) -> None:
+        """Replace the rows of the days whose state changed and drop those of days that left.
+
+        A record is one row of `stg_records`, and its label and its feature row come from that
+        row's day: its training row depends on that day alone. So the rows of a changed day
+        are joined against that day's lake file only.
+        """
+        if rebuilt:
+            con.execute(
+                f"DELETE FROM {TABLE} WHERE {ENTITY_KEY} IN (SELECT {ENTITY_KEY} FROM stg_records "
+                "WHERE strftime(ingestion_date, '%Y-%m-%d') IN (SELECT unnest(?::VARCHAR[])))",
+                [rebuilt],
+            )
+        if dropped:  # their records may be gone from stg_records: keep only gated labels' rows
+            labels_sql, params = gated_labels_sql()
+            con.execute(
+                f"DELETE FROM {TABLE} WHERE {ENTITY_KEY} NOT IN (SELECT {ENTITY_KEY} FROM ({labels_sql}))",
+                params,
+            )
+        if rebuilt:
+            labels_sql, params = gated_labels_sql()
+            labels_sql += " AND strftime(ingestion_date, '%Y-%m-%d') IN (SELECT unnest(?::VARCHAR[]))"
+            files = [str(feature_lake.day_file(settings.lake_dir, d)) for d in rebuilt]
+            con.execute(
+                f"INSERT INTO {TABLE} SELECT {select} FROM "
+                f"({point_in_time_sql(spec, labels_sql, 'read_parquet(?)')})",
+                [*params, rebuilt, files],
+            )
+
     @dg.asset(
         key=TABLE,
         group_name=GROUP,
@@ -102,31 +140,44 @@ def build_training_set_asset(
         description=(
             "Labels joined to the features as of each label's event time (an ASOF join in DuckDB "
             "over the Feast offline source, with the semantics of get_historical_features), with a "
-            "stable train/validation/test split. Rebuilt only when its inputs changed."
+            "stable train/validation/test split. Only the ingestion days whose records changed are "
+            "joined again; reused as it is when nothing changed."
         ),
     )
     def training_set(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        inputs = inputs_fingerprint()
-        reused = warehouse.table_inputs(settings.warehouse_path, TABLE) == inputs
+        rule, days = current_inputs()
+        inputs = hashlib.sha256(json.dumps([rule, days], sort_keys=True).encode()).hexdigest()[:16]
+        record = warehouse.table_record(settings.warehouse_path, TABLE)
+        # the days the table was built from, when it was built by the same rule
+        built = (
+            record.get("days")
+            if record.get("rule") == rule and isinstance(record.get("days"), dict)
+            else None
+        )
+        reused = record.get("inputs") == inputs
         if reused:
+            rebuilt: list[str] = []
             context.log.info("training_set is up to date with its inputs: reused, not rebuilt")
         else:
-            labels_sql, params = gated_labels_sql()
-            select = ", ".join(_quote(c) for c in columns)
+            rebuilt = sorted(d for d in days if built is None or built.get(d) != days[d])
+            dropped = sorted(set(built or {}) - set(days))
             with warehouse.connect(settings.warehouse_path) as con:
                 con.execute("BEGIN TRANSACTION")
-                con.execute(
-                    f"CREATE OR REPLACE TABLE {TABLE} AS SELECT {select} FROM "
-                    f"({point_in_time_sql(spec, labels_sql, lake_files)}) ORDER BY {ENTITY_KEY}",
-                    params,
-                )
+                if built is None:
+                    build_whole(con)
+                else:
+                    update_days(con, rebuilt, dropped)
                 digest = ", ".join(_quote(c) for c in columns)
                 (rows, content) = con.execute(
                     f"SELECT count(*), coalesce(bit_xor(hash({digest})), 0) FROM {TABLE}"
                 ).fetchone()
                 version = hashlib.sha256(f"{rows}:{content}".encode()).hexdigest()[:16]
-                warehouse.set_table_version(con, TABLE, version, inputs)
+                warehouse.set_table_version(con, TABLE, version, inputs, {"rule": rule, "days": days})
                 con.execute("COMMIT")
+            context.log.info(
+                f"training_set {'built whole' if built is None else 'updated'}: {len(rebuilt)} day(s) "
+                f"joined, {len(dropped)} day(s) dropped"
+            )
         version = warehouse.table_version(settings.warehouse_path, TABLE)
         splits = summary()
         rows = sum(int(s["rows"]) for s in splits.values())
@@ -137,6 +188,7 @@ def build_training_set_asset(
                 "rows": dg.MetadataValue.int(rows),
                 "dagster/row_count": dg.MetadataValue.int(rows),
                 "reused": dg.MetadataValue.bool(reused),
+                "days_joined": dg.MetadataValue.json(rebuilt),
                 "splits": dg.MetadataValue.json(splits),
                 "split_fractions": dg.MetadataValue.json(spec.split.model_dump()),
                 "positive_class": dg.MetadataValue.text(
