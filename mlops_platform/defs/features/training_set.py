@@ -73,7 +73,8 @@ def build_training_set_asset(
         built from."""
         labels_sql, _ = gated_labels_sql()
         days_sql, params = warehouse.passed_days_sql("raw_data", RAW_DATA_GATES)
-        gated = {str(d) for d in warehouse.query(settings.warehouse_path, days_sql, params)["ingestion_date"]}
+        gated_sql = f"SELECT strftime(ingestion_date, '%Y-%m-%d') AS day FROM ({days_sql})"
+        gated = set(warehouse.query(settings.warehouse_path, gated_sql, params)["day"])
         states = feature_lake.day_states(settings.warehouse_path)
         rule = hashlib.sha256(point_in_time_sql(spec, labels_sql, lake_files).encode()).hexdigest()[:16]
         return rule, {day: state for day, state in states.items() if day in gated}
