@@ -47,6 +47,15 @@ def test_number_formats_and_integers_equal_python(seed):
         expected = [isinstance(c, str) and re.search(pattern, c) is not None for c in text]
         assert has_number_format(text, kind).tolist() == expected
 
+    # cells that are not text are judged by their text, as `astype(str)` writes it
+    assert has_number_format(pd.Series([5, 2.5, "3", None, np.nan], dtype=object), "integer").tolist() == [
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
+
     spec = load_spec(shipped_spec_path())
     integer = next(n for n, c in spec.columns.items() if c.type == "integer")
     typed = typed_columns(pd.DataFrame({integer: text}), spec)[integer]

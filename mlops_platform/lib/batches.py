@@ -35,9 +35,13 @@ def has_number_format(cells: pd.Series, kind: str) -> pd.Series:
 
 
 def _arrow_text(cells: pd.Series) -> pa.Array:
+    """The cells as Arrow strings, a missing cell (None, NaN, NA) as null."""
     import pyarrow as pa
 
-    return pa.array(cells.astype("string"), type=pa.string())
+    try:  # landed text: every present cell is a str
+        return pa.array(cells.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # other values: as their text, like astype(str)
+        return pa.array(cells.astype("string"), type=pa.string())
 
 
 def _number_format(text: pa.Array, kind: str) -> pa.Array:
