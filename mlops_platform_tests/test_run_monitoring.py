@@ -120,14 +120,19 @@ def test_a_killed_run_is_failed_retried_and_frees_its_slot(adult_settings, cli_e
             120,
             daemon,
         )
-        retry = _wait(
-            "the killed run was not retried",
-            lambda: [
-                r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": first.run_id}))
-            ],
-            120,
-            daemon,
-        )
+        try:
+            retry = _wait(
+                "the killed run was not retried",
+                lambda: [
+                    r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": first.run_id}))
+                ],
+                120,
+                daemon,
+            )
+        except AssertionError as failure:  # say what the retry daemon had to go on
+            events = [e.dagster_event.message for e in instance.all_logs(first.run_id) if e.dagster_event]
+            tags = instance.get_run_by_id(first.run_id).tags
+            raise AssertionError(f"{failure}\nrun tags: {tags}\nrun events: {events}") from None
         assert retry[0].job_name == "retrain_model"
         _wait(
             "its MLflow run is still RUNNING",

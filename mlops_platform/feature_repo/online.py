@@ -12,6 +12,7 @@ online store keys them, using Feast's own key functions of the pinned version.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -89,27 +90,31 @@ def _encoded_strings(values: list[object]) -> tuple[list[bytes], list[str | None
 
 def _write_sqlite(store: FeatureStore, view_name: str, frame: pd.DataFrame) -> None:
     """Upsert a batch into Feast's SQLite table exactly as its `online_write_batch` does."""
-    from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.infra.online_stores.helpers import compute_table_id
     from feast.types import Float64
 
     config = store.config
     view = store.get_feature_view(view_name)
     table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
-    version = config.entity_key_serialization_version
-    keys = [
-        serialize_entity_key(_entity_key(str(r)), entity_key_serialization_version=version)
-        for r in frame[ENTITY_KEY]
-    ]
-    times = [t.to_pydatetime() for t in pd.to_datetime(frame[TIMESTAMP_FIELD], utc=True).dt.tz_localize(None)]
-    rows: list[tuple[object, ...]] = []
+    keys = _entity_keys([str(r) for r in frame[ENTITY_KEY]], config.entity_key_serialization_version)
+    # Feast binds a naive UTC datetime through its sqlite3 adapter, `int(val.timestamp())`
+    naive = pd.to_datetime(frame[TIMESTAMP_FIELD], utc=True).dt.tz_localize(None).to_numpy("datetime64[us]")
+    times = [int(t.timestamp()) for t in naive.tolist()]  # .tolist(): datetime.datetime objects
+    encoded = {}
     for feature in view.features:
         if feature.dtype == Float64:
-            blobs, texts = _encoded_doubles(frame[feature.name].to_numpy(dtype=np.float64, na_value=np.nan))
+            encoded[feature.name] = _encoded_doubles(
+                frame[feature.name].to_numpy(dtype=np.float64, na_value=np.nan)
+            )
         else:
-            blobs, texts = _encoded_strings(frame[feature.name].tolist())
-        rows += zip(keys, [feature.name] * len(keys), blobs, texts, times, [None] * len(keys), strict=True)
-    rows.sort(key=lambda row: (row[0], row[1]))  # in key order: B-tree pages are touched once
+            encoded[feature.name] = _encoded_strings(frame[feature.name].tolist())
+    names = sorted(encoded)
+    # in key order, so B-tree pages are touched once
+    rows = [
+        (keys[i], name, encoded[name][0][i], encoded[name][1][i], times[i], None)
+        for i in sorted(range(len(keys)), key=keys.__getitem__)
+        for name in names
+    ]
     conn = store._get_provider().online_store._get_conn(config)
     with conn:
         conn.executemany(
@@ -119,6 +124,27 @@ def _write_sqlite(store: FeatureStore, view_name: str, frame: pd.DataFrame) -> N
             "created_ts = excluded.created_ts",
             rows,
         )
+
+
+def _entity_keys(ids: list[str], version: int) -> list[bytes]:
+    """Feast's serialized entity key of each record id.
+
+    Feast's serialization of a one-string key ends with the string's byte length and bytes, so
+    every key is Feast's own serialization of the empty id with those appended; the first id
+    is checked against Feast, so a change of format in another Feast fails loudly.
+    """
+    from feast.infra.key_encoding_utils import serialize_entity_key
+
+    empty = serialize_entity_key(_entity_key(""), entity_key_serialization_version=version)
+    if not empty.endswith(struct.pack("<I", 0)):
+        raise RuntimeError(f"Feast's entity key serialization (version {version}) is not the one expected")
+    head = empty[:-4]
+    keys = [head + struct.pack("<I", len(raw)) + raw for raw in (rid.encode("utf8") for rid in ids)]
+    if keys and keys[0] != serialize_entity_key(
+        _entity_key(ids[0]), entity_key_serialization_version=version
+    ):
+        raise RuntimeError(f"Feast's entity key serialization (version {version}) is not the one expected")
+    return keys
 
 
 def can_clear(store: FeatureStore) -> bool:
@@ -160,7 +186,6 @@ def _chunks(values: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def delete_records(store: FeatureStore, view_name: str, ids: Iterable[str]) -> int:
     """Delete the online rows of these record ids from the view; returns the ids asked for."""
-    from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.infra.online_stores.helpers import _redis_key, compute_table_id
 
     config = store.config
@@ -180,11 +205,7 @@ def delete_records(store: FeatureStore, view_name: str, ids: Iterable[str]) -> i
     with conn:
         for chunk in _chunks(ids, DELETE_BATCH):
             conn.executemany(
-                f'DELETE FROM "{table}" WHERE entity_key = ?',
-                [
-                    (serialize_entity_key(_entity_key(rid), entity_key_serialization_version=version),)
-                    for rid in chunk
-                ],
+                f'DELETE FROM "{table}" WHERE entity_key = ?', [(k,) for k in _entity_keys(chunk, version)]
             )
             asked += len(chunk)
     return asked
