@@ -14,6 +14,7 @@ from mlops_platform.datasets.spec import shipped_spec_path
 from mlops_platform.definitions import build_definitions
 from mlops_platform.defs.features.training_set import point_in_time_sql
 from mlops_platform.defs.jobs import RETRAIN_MODEL
+from mlops_platform.feature_repo import online as feast_online
 from mlops_platform.feature_repo.definitions import feature_references, feature_view_name
 from mlops_platform.lib import feature_lake, warehouse
 from mlops_platform.lib.landing import simulate_batches
@@ -139,6 +140,20 @@ def test_a_one_day_run_touches_one_day_and_equals_a_full_rebuild(tmp_path, insta
     pd.testing.assert_frame_equal(_online(full, newest), _online(settings, newest))
     gone = sorted(after.index[after["day"] == days[2]])
     assert _online(full, gone)[spec.features.all].isna().all().all()
+
+    # a run stopped after marking the window offline and before emptying the view: the
+    # view still holds records the manifest does not; the next run empties it first
+    feast_online.write_day(
+        _store(full), feature_view_name(spec), feature_lake.day_file(full.lake_dir, days[2]), 50
+    )
+    manifest_file = feature_lake.manifest_path(full.lake_dir)
+    stopped = feature_lake.LakeManifest.read(manifest_file)
+    stopped.online.clear()
+    stopped.write(manifest_file)
+    repaired = run_pipeline(full, instance, new_day, assets=[dg.AssetKey("feature_store")])
+    assert repaired.success and _metadata(repaired, "feature_store")["online_days"] == [new_day]
+    assert _online(full, gone)[spec.features.all].isna().all().all()
+    pd.testing.assert_frame_equal(_online(full, newest), _online(settings, newest))
 
     # a retrain with nothing new reuses the training set instead of rebuilding it
     retrain = (
