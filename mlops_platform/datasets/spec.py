@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from mlops_platform.lib.metric_names import CLASSIFICATION_METRICS, FAIRNESS_GAPS
 
@@ -27,6 +27,46 @@ class SpecError(ValueError):
     """A dataset spec that cannot be used; the message names the file and the field."""
 
 
+def category_text(value: object) -> str:
+    """A category value as the landed CSV holds it: YAML's `1` and `1.0` are the code `1`.
+
+    Booleans are refused: YAML reads unquoted yes/no/on/off/true/false as booleans, so the
+    text the user meant is lost; quoting it keeps it.
+    """
+    if isinstance(value, bool):
+        raise ValueError(
+            f"{str(value).lower()} was read as a boolean (YAML reads unquoted yes/no/on/off/true/false "
+            'so): quote it, e.g. "yes"'
+        )
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string or a number, got {type(value).__name__}")
+
+
+def _category_list(values: object) -> object:
+    return [category_text(v) for v in values] if isinstance(values, list) else values
+
+
+def _category(value: object) -> object:
+    return category_text(value) if value is not None else value
+
+
+# Integer and float values are accepted where categories are listed, and normalized to text.
+CategoryValue = Annotated[str, BeforeValidator(_category)]
+CategoryList = Annotated[list[str], BeforeValidator(_category_list)]
+
+
+def shown(values: object) -> str:
+    """Values in an error message as the spec's YAML spells them: `[0, 1]`, `>50K`."""
+    if isinstance(values, list | tuple | set | frozenset):
+        return "[" + ", ".join(shown(v) for v in values) + "]"
+    return str(values)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,7 +78,7 @@ class ColumnSpec(_Strict):
     nullable: bool = False
     min: float | None = None
     max: float | None = None
-    domain: list[str] | None = None
+    domain: CategoryList | None = None
 
     @property
     def is_numeric(self) -> bool:
@@ -69,7 +109,7 @@ class SourceSpec(_Strict):
 
 class LabelSpec(_Strict):
     column: str
-    positive_class: str
+    positive_class: CategoryValue
 
 
 class FeaturesSpec(_Strict):
@@ -150,32 +190,71 @@ class SimulationSpec(_Strict):
     demo_drift: list[str] = Field(default_factory=list)
 
 
-class TrainingSpec(_Strict):
-    """How `trained_model` trains; a run's config can override each field.
+class SearchSpec(_Strict):
+    """`hyperparameter_search`: Optuna trials scored on the validation split only.
 
-    `batch_size` and `epochs`: null picks them from the size of the train split (large
-    batches and fewer passes on large data, see `lib/training_params.py`).
-    `time_budget_minutes`: training stops after the epoch that passes it (null: no budget).
+    `trials: 0` turns the search off (`trained_model` takes the `training` values as they
+    are). `timeout_minutes`: no trial starts after it. `parameters`: which of the training
+    values the search varies (see `lib/hyperparameter_search.py` for their ranges).
     """
 
+    trials: int = Field(0, ge=0)
+    timeout_minutes: float | None = Field(None, gt=0.0)
+    parameters: list[Literal["learning_rate", "weight_decay", "dropout", "hidden_sizes", "batch_size"]] = (
+        Field(default_factory=lambda: ["learning_rate", "weight_decay", "dropout", "hidden_sizes"])
+    )
+
+
+class TrainingSpec(_Strict):
+    """How `trained_model` trains; every launch path (UI, CLI, schedule, sensors) uses these
+    values, and a run's config can override each one.
+
+    `batch_size`, `epochs`, `patience`: null picks them from the size of the train split
+    (`lib/training_params.py`: every epoch takes enough optimizer steps on 150 rows and on
+    10 M). `time_budget_minutes`: training stops after the epoch that passes it (null: none).
+    `class_weighting: balanced` weighs positives by negatives / positives in the loss.
+    """
+
+    hidden_sizes: list[int] = Field(default_factory=lambda: [64, 32])  # [] is a linear model
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    learning_rate: float = Field(2e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
     batch_size: int | None = Field(None, ge=1)
     epochs: int | None = Field(None, ge=1)
+    patience: int | None = Field(None, ge=1)
+    class_weighting: Literal["none", "balanced"] = "none"
+    seed: int = Field(0, ge=0)
     time_budget_minutes: float | None = Field(None, gt=0.0)
+    search: SearchSpec = SearchSpec()
+
+    @model_validator(mode="after")
+    def _positive_widths(self) -> TrainingSpec:
+        if any(width < 1 for width in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes {self.hidden_sizes}: every layer needs at least 1 unit")
+        return self
 
 
 class GateSpec(_Strict):
     """Thresholds of the model gates (evaluation, fairness, drift).
 
-    `min_metrics`/`max_metrics`: test-split limits. `regression_tolerance`: how much worse
-    than the current champion a metric may be. `min_group_size`: smaller groups are shown
-    in the fairness report but left out of the gaps (their rates are noise).
+    `min_metrics`/`max_metrics`: test-split limits. `judge`: `point` applies a limit to the
+    measured value, `interval` to the worse end of its bootstrap 95% interval (what a small
+    test split can vouch for). `regression_tolerance`: how much worse than the current
+    champion a metric may be. `baseline_tolerance`: how far the model's validation ROC AUC
+    may trail the logistic-regression baseline's. `min_group_size`: a smaller group's rates
+    are noise; a gated gap that needs it cannot be measured, and `on_unmeasurable` says
+    whether that fails the fairness gate (`fail`) or passes it with a warning (`warn`).
     """
 
     min_metrics: dict[str, float] = Field(default_factory=dict)
     max_metrics: dict[str, float] = Field(default_factory=dict)
+    judge: Literal["point", "interval"] = "point"
     regression_tolerance: float = Field(0.01, ge=0.0)
     regression_metrics: list[str] = Field(default_factory=lambda: ["roc_auc", "pr_auc"])
-    min_group_size: int = Field(30, ge=0)
+    baseline_tolerance: float = Field(0.01, ge=0.0)
+    min_group_size: int = Field(30, ge=1)
+    on_unmeasurable: Literal["fail", "warn"] = "fail"
     bootstrap_samples: int = Field(500, ge=50)
     max_drift_share: float = Field(0.3, gt=0.0, le=1.0)
 
@@ -288,8 +367,8 @@ class DatasetSpec(_Strict):
         label = self.columns[self.label.column]
         if label.domain is not None and self.label.positive_class not in label.domain:
             raise ValueError(
-                f"label.positive_class {self.label.positive_class!r} is not in the domain "
-                f"of column {self.label.column!r}: {label.domain}"
+                f"label.positive_class {shown(self.label.positive_class)} is not in the domain "
+                f"of column {self.label.column}: {shown(label.domain)}"
             )
         for kind, names in (("numeric", self.features.numeric), ("categorical", self.features.categorical)):
             for name in names:

@@ -145,6 +145,22 @@ def _validation_loss(net: TabularNet, source: BatchSource, device: torch.device)
     return float(total) / source.rows
 
 
+def make_optimizer(net: nn.Module, params: TrainingParams) -> torch.optim.Optimizer:
+    """AdamW, or SGD with Nesterov momentum; fused: one kernel per step, not a few per parameter."""
+    if params.optimizer == "sgd":
+        return torch.optim.SGD(
+            net.parameters(),
+            lr=params.learning_rate,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=params.weight_decay,
+            fused=True,
+        )
+    return torch.optim.AdamW(
+        net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay, fused=True
+    )
+
+
 def fit(
     data: TrainingData,
     device: torch.device | None = None,
@@ -164,9 +180,7 @@ def fit(
     negatives = data.train.rows - positives
     positive_weight = negatives / positives if params.class_weighting == "balanced" else 1.0
     train_loss = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weight, device=device))
-    optimizer = torch.optim.AdamW(  # fused: one kernel per step instead of a few per parameter
-        net.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay, fused=True
-    )
+    optimizer = make_optimizer(net, params)
 
     best_loss, best_epoch, best_state, waited = float("inf"), 0, copy.deepcopy(net.state_dict()), 0
     history: list[dict[str, float]] = []

@@ -12,3 +12,6 @@ class ModelRef:
     training_set_version: str
     device: str
     params: dict = field(default_factory=dict)
+    # The logistic-regression baseline (a TabularNet with no hidden layer, same preprocessing),
+    # trained in the same MLflow run: a TorchScript file like `artifact_path`.
+    baseline_artifact_path: str | None = None

@@ -1,43 +1,27 @@
 """`trained_model`: the torch network trained on `training_set`, tracked in MLflow."""
 
+import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 import dagster as dg
-from pydantic import Field
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.model_ref import ModelRef
-from mlops_platform.defs.training.training_set_reads import TABLE, split_query, training_set_version
+from mlops_platform.defs.training.params import TrainingConfig, resolve_params
+from mlops_platform.defs.training.training_set_reads import (
+    TABLE,
+    load_splits,
+    split_query,
+    training_set_version,
+)
 from mlops_platform.feature_repo.definitions import ENTITY_KEY
 from mlops_platform.lib import warehouse
-from mlops_platform.lib.training_params import DEFAULT_HIDDEN_SIZES, TrainingParams
+from mlops_platform.lib.training_params import TrainingParams
 from mlops_platform.resources.mlflow import MlflowTracking, code_version
 from mlops_platform.settings import Settings
 
 GROUP = "training"
-
-
-class TrainingConfig(dg.Config):
-    """Hyperparameters (`lib.training_params.TrainingParams`), settable per run from the launchpad.
-
-    `epochs`, `batch_size`, `time_budget_minutes`: None takes the spec's `training` value;
-    where that is null too, epochs and batch size follow the number of train rows and there
-    is no time budget.
-    """
-
-    hidden_sizes: list[int] = Field(default_factory=lambda: list(DEFAULT_HIDDEN_SIZES))
-    dropout: float = TrainingParams.dropout
-    learning_rate: float = TrainingParams.learning_rate
-    weight_decay: float = TrainingParams.weight_decay
-    epochs: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-    time_budget_minutes: float | None = Field(None, gt=0.0)
-    patience: int = TrainingParams.patience
-    seed: int = TrainingParams.seed
-    class_weighting: Literal["none", "balanced"] = TrainingParams.class_weighting
-    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -45,33 +29,34 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
         key="trained_model",
         group_name=GROUP,
         deps=[TABLE],
+        ins={"hyperparameter_search": dg.AssetIn("hyperparameter_search")},
         kinds={"pytorch", "mlflow"},
         backfill_policy=dg.BackfillPolicy.single_run(),  # lets `--partition-range` runs include it
         description=(
             "A tabular MLP (standardized numerics with missing indicators, embeddings for "
             "categoricals) trained on the train split, early-stopped on validation, saved as one "
             "TorchScript file and logged to MLflow as a pyfunc model. Reads the splits in SQL and "
-            "streams large ones from Parquet in bounded memory; batch size and epochs follow the "
-            "spec or the number of train rows."
+            "streams large ones from Parquet in bounded memory. Hyperparameters: the spec's `training` "
+            "section, the best trial of hyperparameter_search, then the run's config. A logistic-"
+            "regression baseline (the same preprocessing, no hidden layer) trains in the same run."
         ),
     )
     def trained_model(
-        context: dg.AssetExecutionContext, config: TrainingConfig, mlflow: MlflowTracking
+        context: dg.AssetExecutionContext,
+        config: TrainingConfig,
+        mlflow: MlflowTracking,
+        hyperparameter_search: dict,
     ) -> dg.Output[ModelRef]:
         import mlflow as mlflow_api
 
         from mlops_platform.lib.evaluation import choose_threshold
         from mlops_platform.lib.model_artifact import save_artifact
         from mlops_platform.lib.pyfunc_model import log_pyfunc
-        from mlops_platform.lib.training import choose_device, fit, load_training_data, predict_source
+        from mlops_platform.lib.training import choose_device, fit, predict_source
         from mlops_platform.lib.training_batches import ParquetBatches, select_sql
 
-        requested = TrainingParams(
-            **config.model_dump(exclude={"device", "epochs", "batch_size", "time_budget_minutes"}),
-            epochs=config.epochs or spec.training.epochs,
-            batch_size=config.batch_size or spec.training.batch_size,
-            time_budget_minutes=config.time_budget_minutes or spec.training.time_budget_minutes,
-        )
+        searched = hyperparameter_search.get("best_params", {})
+        requested = resolve_params(spec, searched, config)
         data_version = training_set_version(settings.warehouse_path)
         device = choose_device(config.device)
         tags = {
@@ -84,23 +69,16 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
         features = select_sql(split_query("validation"), spec.features.numeric, spec.features.categorical)
         with tempfile.TemporaryDirectory(prefix="training_set-") as exports:
             with warehouse.connect(settings.warehouse_path, read_only=True) as con:
-                data = load_training_data(
-                    con,
-                    split_query("train"),
-                    split_query("validation"),
-                    ENTITY_KEY,
-                    spec.features.numeric,
-                    spec.features.categorical,
-                    requested,
-                    Path(exports),
-                )
+                data = load_splits(con, spec, requested, Path(exports))
                 example = con.sql(f"{features} ORDER BY {ENTITY_KEY} LIMIT 3").df()[spec.features.all]
             params = data.params
-            chosen = {
-                **config.model_dump(),
-                "epochs": params.epochs,
-                "batch_size": params.batch_size,
-                "time_budget_minutes": params.time_budget_minutes,
+            chosen = {**dataclasses.asdict(params), "device": config.device}
+            provenance = {
+                name: (
+                    value,
+                    "run config" if name in config.overrides() else "search" if name in searched else "spec",
+                )
+                for name, value in dataclasses.asdict(params).items()
             }
             streamed = isinstance(data.train, ParquetBatches)
             context.log.info(
@@ -111,6 +89,8 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
                 mlflow_api.log_params(
                     {
                         **chosen,
+                        "params_from_search": ",".join(sorted(searched)) or "-",
+                        "params_from_run_config": ",".join(sorted(config.overrides())) or "-",
                         "device": str(device),
                         "train_rows": data.train.rows,
                         "validation_rows": data.validation.rows,
@@ -146,6 +126,24 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
                     settings.models_dir / run.info.run_id / "model.pt",
                 )
                 mlflow_api.log_metrics({"best_epoch": outcome.best_epoch, "decision_threshold": threshold})
+                baseline = fit(dataclasses.replace(data, params=baseline_params(params)), device=device)
+                baseline_scores, _ = predict_source(baseline.net, data.validation)
+                baseline_artifact = save_artifact(
+                    baseline.net,
+                    baseline.encoder,
+                    {
+                        "threshold": choose_threshold(labels, baseline_scores),
+                        "dataset": spec.name,
+                        "label": spec.label.column,
+                        "positive_class": spec.label.positive_class,
+                        "features": spec.features.all,
+                        "mlflow_run_id": run.info.run_id,
+                        "training_set_version": data_version,
+                        "baseline": True,
+                    },
+                    settings.models_dir / run.info.run_id / "baseline.pt",
+                )
+                mlflow_api.log_metric("baseline_best_epoch", baseline.best_epoch)
                 mlflow_api.set_tag("mlops.stop_reason", outcome.stop_reason)
                 logged = log_pyfunc(artifact, example)
                 context.log.info(
@@ -161,6 +159,7 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
             training_set_version=data_version,
             device=str(device),
             params=chosen,
+            baseline_artifact_path=str(baseline_artifact),
         )
         return dg.Output(
             ref,
@@ -177,6 +176,11 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
                 if params.time_budget_minutes is not None
                 else dg.MetadataValue.null(),
                 "stop_reason": dg.MetadataValue.text(outcome.stop_reason),
+                "params": dg.MetadataValue.md(
+                    "| parameter | value | from |\n|---|---|---|\n"
+                    + "\n".join(f"| {k} | {v} | {source} |" for k, (v, source) in provenance.items())
+                ),
+                "baseline_artifact": dg.MetadataValue.path(str(baseline_artifact)),
                 "epochs_run": dg.MetadataValue.int(len(outcome.history)),
                 "best_epoch": dg.MetadataValue.int(outcome.best_epoch),
                 "best_validation_loss": dg.MetadataValue.float(best["validation_loss"]),
@@ -197,3 +201,8 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
         )
 
     return trained_model
+
+
+def baseline_params(params: TrainingParams) -> TrainingParams:
+    """The logistic-regression baseline: the model's parameters with no hidden layer or dropout."""
+    return dataclasses.replace(params, hidden_sizes=[], dropout=0.0)

@@ -16,7 +16,11 @@ from mlops_platform.lib import warehouse
 from mlops_platform.lib.preprocessing import quote
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
+
+    from mlops_platform.lib.training import TrainingData
+    from mlops_platform.lib.training_params import TrainingParams
 
 TABLE = "training_set"
 ATTRIBUTES = "stg_records"  # where the sensitive attributes of a record are read from
@@ -30,6 +34,25 @@ def split_query(split: str) -> str:
 def attribute_column(attribute: str) -> str:
     """The name a sensitive attribute read from `stg_records` has beside the features."""
     return f"{ATTRIBUTES}.{attribute}"
+
+
+def load_splits(
+    con: "duckdb.DuckDBPyConnection", spec: DatasetSpec, params: "TrainingParams", folder: Path
+) -> "TrainingData":
+    """The train and validation splits as batch sources for `params` (large ones streamed from
+    Parquet under `folder`, which must outlive the training); never the test split."""
+    from mlops_platform.lib.training import load_training_data
+
+    return load_training_data(
+        con,
+        split_query("train"),
+        split_query("validation"),
+        ENTITY_KEY,
+        spec.features.numeric,
+        spec.features.categorical,
+        params,
+        folder,
+    )
 
 
 def training_set_version(path: Path) -> str:
