@@ -71,3 +71,77 @@ def test_no_python_or_sql_module_names_a_column_of_the_demo_data():
             if re.search(rf"""["'`]{column}["'`]|\b{column}\s*=|\.{column}\b""", text):
                 offenders.append(f"{path.relative_to(PACKAGE)}: {column}")
     assert offenders == []
+
+
+def _coded_spec(tmp_path: Path, **label: object) -> Path:
+    """A small spec whose categories are integer codes, written as plain YAML numbers."""
+    raw = {
+        "name": "heart",
+        "source": {"path": "heart.csv"},
+        "columns": {
+            "age": {"type": "integer", "min": 20, "max": 90},
+            "cp": {"type": "categorical", "domain": [0, 1, 2, 3]},
+            "thal": {"type": "categorical", "nullable": True, "domain": [1, 2.0, 3]},
+            "target": {"type": "categorical", "domain": [0, 1]},
+        },
+        "label": {"column": "target", "positive_class": 1, **label},
+        "features": {"numeric": ["age"], "categorical": ["cp", "thal"]},
+        "simulation": {"start_date": "2026-01-01"},
+    }
+    path = tmp_path / "heart.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_integer_codes_are_accepted_in_domains_and_positive_class(tmp_path):
+    spec = load_spec(_coded_spec(tmp_path))
+    assert spec.columns["cp"].domain == ["0", "1", "2", "3"]
+    assert spec.columns["thal"].domain == ["1", "2", "3"]  # 2.0 is the code 2
+    assert spec.label.positive_class == "1"
+
+
+def test_errors_quote_integer_codes_as_the_spec_wrote_them(tmp_path):
+    with pytest.raises(SpecError) as failure:
+        load_spec(_coded_spec(tmp_path, positive_class=2))
+    assert "label.positive_class 2 is not in the domain of column target: [0, 1]" in str(failure.value)
+
+
+def test_yaml_booleans_in_a_domain_are_refused_with_the_fix(tmp_path):
+    path = tmp_path / "spec.yaml"
+    raw = yaml.safe_load(_coded_spec(tmp_path).read_text())
+    raw["columns"]["target"]["domain"] = [True, False]  # what YAML makes of unquoted yes / no
+    raw["label"]["positive_class"] = True
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError) as failure:
+        load_spec(path)
+    assert "columns.target.domain" in str(failure.value)
+    assert 'quote it, e.g. "yes"' in str(failure.value)
+
+
+def test_the_server_takes_an_integer_code_as_a_number_or_as_text(tmp_path):
+    from mlops_platform.serving.validation import InvalidRequest, RequestValidator
+
+    validator = RequestValidator(load_spec(_coded_spec(tmp_path)), max_rows=10)
+    as_numbers = validator.v1_batch([{"age": 50, "cp": 2, "thal": 3.0}, {"age": 61, "cp": 0, "thal": None}])
+    as_text = validator.v1_batch([{"age": 50, "cp": "2", "thal": "3"}, {"age": 61, "cp": "0", "thal": None}])
+    assert as_numbers.categorical == as_text.categorical == [["2", "0"], ["3", None]]
+    v2 = validator.v2_batch(
+        {
+            "inputs": [
+                {"name": "age", "datatype": "INT64", "shape": [1], "data": [50]},
+                {"name": "cp", "datatype": "INT64", "shape": [1], "data": [2]},
+                {"name": "thal", "datatype": "BYTES", "shape": [1], "data": ["3"]},
+            ]
+        }
+    )
+    assert v2.categorical == [["2"], ["3"]]
+    for value, words in (
+        (1.5, "expected an integer code, got 1.5"),
+        (True, "expected a string or an integer"),
+        (7, "7 is not an allowed value"),
+        ([1], "expected a string or an integer"),
+    ):
+        with pytest.raises(InvalidRequest) as refused:
+            validator.v1_batch([{"age": 50, "cp": value, "thal": 1}])
+        assert refused.value.field == "instances[0].cp"
+        assert words in refused.value.problem

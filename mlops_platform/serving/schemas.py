@@ -89,6 +89,8 @@ def _feature_schema(spec: DatasetSpec, name: str) -> dict[str, Any]:
         schema = {"type": "string"}
         if column.domain is not None:
             schema["enum"] = list(column.domain)
+            if all(v.lstrip("-").isdigit() for v in column.domain):  # integer codes: numbers too
+                schema = {"anyOf": [schema, {"type": "integer", "enum": [int(v) for v in column.domain]}]}
     return {"anyOf": [schema, {"type": "null"}]} if column.nullable else schema
 
 

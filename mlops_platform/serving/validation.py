@@ -10,6 +10,7 @@ values as strings (None = missing), both in the spec's feature order.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ V2_NUMERIC_TYPES = frozenset(
     {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64"}
 )
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # numeric features reach the model as float32
+_INTEGER_TEXT = re.compile(r"^-?[0-9]+$")
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -94,6 +96,8 @@ class _Column:
         self.low = spec.min
         self.high = spec.max
         self.domain = frozenset(spec.domain) if spec.domain is not None else None
+        # A domain of integer codes (`0`, `1`, `2`): a JSON number is as good as its text.
+        self.integer_codes = self.domain is not None and all(_INTEGER_TEXT.match(v) for v in self.domain)
 
     def numeric(self, value: Any, field: str) -> float:
         if value is None:
@@ -120,11 +124,17 @@ class _Column:
             if self.nullable:
                 return None
             raise InvalidRequest(field, "is required and may not be null")
-        if not isinstance(value, str):
-            raise InvalidRequest(field, f"expected a string, got {describe(value)}")
+        sent = value
+        if self.integer_codes and type(value) is not bool and isinstance(value, int | float):
+            if isinstance(value, float) and not value.is_integer():
+                raise InvalidRequest(field, f"expected an integer code, got {_short(value)}")
+            value = str(int(value))
+        elif not isinstance(value, str):
+            wanted = "a string or an integer code" if self.integer_codes else "a string"
+            raise InvalidRequest(field, f"expected {wanted}, got {describe(value)}")
         if self.domain is not None and value not in self.domain:
             shown = ", ".join(sorted(self.domain)[:8]) + (", ..." if len(self.domain) > 8 else "")
-            raise InvalidRequest(field, f"{_short(value)} is not an allowed value ({shown})")
+            raise InvalidRequest(field, f"{_short(sent)} is not an allowed value ({shown})")
         return value
 
     def categorical_values(self, values: list) -> list[str | None]:
@@ -149,6 +159,7 @@ class RequestValidator:
         self.max_rows = max_rows
         self._numeric = [_Column(n, spec.columns[n]) for n in self.numeric_names]
         self._categorical = [_Column(n, spec.columns[n]) for n in self.categorical_names]
+        self._categorical_by_name = {column.name: column for column in self._categorical}
         self._known = frozenset(self.names)
 
     def _check_rows(self, rows: int, field: str) -> None:
@@ -260,9 +271,11 @@ class RequestValidator:
                 raise InvalidRequest(
                     f"{where}.datatype", f"{_short(datatype)}: a numeric feature needs INT* or FP*"
                 )
-            if not numeric and datatype != "BYTES":
+            if not numeric and datatype != "BYTES" and not self._integer_coded(name, datatype):
                 raise InvalidRequest(
-                    f"{where}.datatype", f"{_short(datatype)}: a categorical feature needs BYTES"
+                    f"{where}.datatype",
+                    f"{_short(datatype)}: a categorical feature needs BYTES"
+                    + (" or INT*" if self._categorical_by_name[name].integer_codes else ""),
                 )
             if rows is not None and len(data) != rows:
                 raise InvalidRequest(f"{where}.data", f"has {len(data)} rows; other inputs have {rows}")
@@ -278,6 +291,10 @@ class RequestValidator:
             numeric_matrix[:, j] = self._v2_numeric(column, tensors[column.name])
         categorical = [column.categorical_values(tensors[column.name]) for column in self._categorical]
         return FeatureBatch(numeric=numeric_matrix, categorical=categorical, rows=rows)
+
+    def _integer_coded(self, name: str, datatype: str) -> bool:
+        """An INT* tensor for a categorical feature whose domain is integer codes."""
+        return datatype.startswith(("INT", "UINT")) and self._categorical_by_name[name].integer_codes
 
     @staticmethod
     def _v2_numeric(column: _Column, data: list) -> np.ndarray:
