@@ -1,4 +1,5 @@
-"""`mlops`: the platform's command line (demo, simulate-batches, status)."""
+"""`mlops`: the platform's command line (init, check-spec, demo, simulate-batches, serve,
+simulate-traffic, status)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,67 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import yaml
 
 from mlops_platform.settings import Settings
+
+# Every environment variable the platform reads, for `mlops --help`.
+ENVIRONMENT = (
+    ("MLOPS_HOME", "data directory: landing, warehouse, lake, Feast (~/.mlops_platform)"),
+    ("MLOPS_DATASET_SPEC", "the dataset spec to run (the shipped adult.yaml)"),
+    ("DAGSTER_HOME", "the Dagster instance folder: runs, sensors, schedules"),
+    ("MLOPS_FEAST_ONLINE_STORE", "Feast online store: sqlite (embedded) or redis"),
+    ("MLOPS_REDIS_URL", "Redis for the Feast online store (127.0.0.1:6379)"),
+    ("MLOPS_MLFLOW_TRACKING_URI", "MLflow tracking and registry (SQLite under MLOPS_HOME)"),
+    ("MLOPS_MLFLOW_ARTIFACT_ROOT", "MLflow artifacts of new experiments (under MLOPS_HOME)"),
+    ("MLOPS_DUCKDB_MEMORY_LIMIT", "DuckDB's memory cap for warehouse and dbt (1GB)"),
+    ("MLOPS_DBT_EXECUTABLE", "dbt (<venv>/dbt/bin/dbt, else dbt on PATH)"),
+    ("MLOPS_EXECUTOR", "a run's steps: in_process or multiprocess (in_process)"),
+    ("MLOPS_SERVING_BACKEND", "local (the `mlops serve` gateway) or kserve (local)"),
+    ("MLOPS_SERVING_URL", "the local gateway (http://127.0.0.1:8080)"),
+    ("MLOPS_KSERVE_NAME", "kserve backend: the InferenceService"),
+    ("MLOPS_KSERVE_NAMESPACE", "kserve backend: its namespace (default)"),
+    ("MLOPS_KSERVE_IMAGE", "kserve backend: the serving image"),
+    ("MLOPS_KSERVE_METRICS_URL", "kserve backend: Prometheus /federate URL"),
+    ("MLOPS_KSERVE_TRACKING_URI_SECRET", "kserve backend: Secret with the tracking URI (mlflow-db)"),
+    ("MLOPS_ADMIN_TOKEN", "model server admin token (else generated under MLOPS_HOME)"),
+    ("MLOPS_CANARY_LEASE_SECONDS", "a canary's traffic lease without renewal (60)"),
+    ("MLOPS_SERVE_MAX_BODY_BYTES", "model server: largest request body (8 MiB)"),
+    ("MLOPS_SERVE_MAX_ROWS", "model server: most rows per request (10000)"),
+)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows every option's default (unless its text already says it) and keeps the
+    epilog's lines as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS or action.required:
+            return text
+        if not action.option_strings and action.nargs != "?":
+            return text  # a required positional argument has no default
+        if action.nargs == 0 and action.const is True:  # a store_true flag
+            return f"{text} (default: off)"
+        if action.default in (None, []):
+            return f"{text} (default: none)"
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line naming the flag, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (YAML and validation errors span several)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
 
 
 def _positive_int(text: str) -> int:
@@ -131,6 +191,45 @@ def _cmd_simulate_traffic(args: argparse.Namespace) -> int:
     return 0 if summary["statuses"].get("200", 0) == summary["sent"] else 1
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from mlops_platform.datasets.inference import write_spec
+
+    output, inferred = write_spec(
+        Path(args.csv),
+        args.label,
+        Path(args.output) if args.output else None,
+        force=args.force,
+        positive_class=args.positive_class,
+        sensitive=args.sensitive,
+        name=args.name,
+    )
+    found = [
+        f"{inferred.rows:,} rows",
+        f"label {inferred.label} (positive class {inferred.positive_class!r})",
+        f"{len(inferred.numeric)} numeric and {len(inferred.categorical)} categorical features",
+    ]
+    if inferred.id_column:
+        found.append(f"id {inferred.id_column}")
+    if inferred.timestamp_column:
+        found.append(f"timestamp {inferred.timestamp_column}")
+    print(f"wrote {output}: " + ", ".join(found))
+    print(f"next: review it, `mlops check-spec {output}`, then MLOPS_DATASET_SPEC={output.resolve()}")
+    return 0
+
+
+def _cmd_check_spec(args: argparse.Namespace) -> int:
+    from mlops_platform.datasets.check import check_spec
+
+    path = Path(args.path) if args.path else Settings.from_env().dataset_spec_path
+    problems = check_spec(path, args.sample_rows)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 2
+    print(f"ok: {path} fits its source (header and the first {args.sample_rows:,} rows)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mlops_platform.demo import DemoOptions, run_demo
 
@@ -142,11 +241,74 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    width = max(len(name) for name, _ in ENVIRONMENT)
+    parser = _Parser(
+        prog="mlops",
+        description=__doc__,
+        formatter_class=_HelpFormatter,
+        epilog="environment variables:\n"
+        + "\n".join(f"  {name:<{width}}  {meaning}" for name, meaning in ENVIRONMENT),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser(
+        "init",
+        formatter_class=_HelpFormatter,
+        help="infer a commented dataset spec from your CSV: types, ranges, domains, sizes for its rows",
+        description="Infer a complete, commented dataset spec from a CSV (bring your own dataset).\n"
+        "Header names must be lower-case SQL identifiers; only empty cells count as missing.",
+    )
+    init.add_argument(
+        "csv", metavar="DATA.csv", help="the CSV (.csv, .csv.gz or .csv.bz2), UTF-8, with a header"
+    )
+    init.add_argument("--label", required=True, metavar="COLUMN", help="the column to predict (two values)")
+    init.add_argument(
+        "--positive-class",
+        metavar="VALUE",
+        help="the label value that is the positive class (default: the minority class)",
+    )
+    init.add_argument(
+        "--sensitive",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="COLUMN",
+        help="columns the fairness report groups by (numeric ones get bins at quartiles); repeatable",
+    )
+    init.add_argument(
+        "--name", help="the dataset's name, a lower-case identifier (default: the file name's stem)"
+    )
+    init.add_argument(
+        "-o",
+        "--output",
+        metavar="SPEC.yaml",
+        help="where to write the spec (default: <stem>.yaml beside the CSV; source.path is written "
+        "relative to it)",
+    )
+    init.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    init.set_defaults(func=_cmd_init)
+
+    check = sub.add_parser(
+        "check-spec",
+        formatter_class=_HelpFormatter,
+        help="check a dataset spec against its source data, listing every problem at once",
+        description="Check a spec against its source's header and first rows: missing and undeclared\n"
+        "columns, types, empty cells, ranges, domains. Exit 0 when clean, 2 with the problems.",
+    )
+    check.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="the spec (default: MLOPS_DATASET_SPEC, else the shipped adult.yaml)",
+    )
+    check.add_argument(
+        "--sample-rows", type=_positive_int, default=10_000, metavar="N", help="rows of the source read"
+    )
+    check.set_defaults(func=_cmd_check_spec)
 
     demo = sub.add_parser(
         "demo",
+        formatter_class=_HelpFormatter,
         help="the whole lifecycle on embedded defaults: data, v1, serving, drift, retrain, canary to v2",
     )
     demo.add_argument(
@@ -157,11 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--rate", type=float, default=100.0, help="client requests per second (default 100)")
     demo.add_argument(
-        "--wait", type=float, default=900.0, help="longest wait for any one step of the platform (s)"
+        "--wait", type=float, default=900.0, help="longest wait for any one step of the platform, seconds"
     )
     demo.set_defaults(func=_cmd_demo)
 
-    sim = sub.add_parser("simulate-batches", help="write the next daily landing files from the demo source")
+    sim = sub.add_parser(
+        "simulate-batches",
+        formatter_class=_HelpFormatter,
+        help="write the next daily landing files from the demo source",
+    )
     sim.add_argument("--days", type=int, default=1, help="how many days to land (default 1)")
     sim.add_argument("--reference", action="store_true", help="land the whole reference period instead")
     sim.add_argument(
@@ -174,9 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--sampling",
         choices=["auto", "sequential", "resample"],
-        help="override simulation.sampling: slices of the shuffled source (sequential), rows drawn "
-        "with replacement and numeric values jittered (resample), or slices while the source "
-        "lasts (auto)",
+        help="override simulation.sampling (default: the spec's): slices of the shuffled source "
+        "(sequential), rows drawn with replacement and numeric values jittered (resample), or slices "
+        "while the source lasts (auto)",
     )
     sim.add_argument(
         "--labels",
@@ -193,13 +359,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_cmd_simulate_batches)
 
     serve = sub.add_parser(
-        "serve", help="the model server and local canary gateway (KServe V1/V2 protocols, Prometheus metrics)"
+        "serve",
+        formatter_class=_HelpFormatter,
+        help="the model server and local canary gateway (KServe V1/V2 protocols, Prometheus metrics)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
     which = serve.add_mutually_exclusive_group()
-    which.add_argument("--version", help="registry version to roll out at start")
+    which.add_argument("--version", help="registry version to roll out at start (default: see --alias)")
     which.add_argument("--alias", help="registry alias to roll out at start (default: champion, if any)")
     serve.add_argument(
         "--reset", action="store_true", help="drop the traffic state of the last run instead of resuming it"
@@ -207,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     traffic = sub.add_parser(
-        "simulate-traffic", help="send real requests to the model server from held-out rows"
+        "simulate-traffic",
+        formatter_class=_HelpFormatter,
+        help="send real requests to the model server from held-out rows",
     )
     traffic.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
     traffic.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
@@ -223,7 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     traffic.set_defaults(func=_cmd_simulate_traffic)
 
-    status = sub.add_parser("status", help="what has landed and what the warehouse holds")
+    status = sub.add_parser(
+        "status", formatter_class=_HelpFormatter, help="what has landed and what the warehouse holds"
+    )
     status.set_defaults(func=_cmd_status)
     return parser
 
@@ -233,8 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         code = args.func(args)
-    except (ValueError, FileNotFoundError, LookupError) as exc:
-        print(f"mlops {args.command}: {exc}", file=sys.stderr)
+    except (ValueError, OSError, LookupError, yaml.YAMLError) as exc:
+        print(f"mlops {args.command}: {_one_line(exc)}", file=sys.stderr)
         return 2
     if args.command == "demo":
         print(f"\ndone in {time.monotonic() - started:.0f} s (DAGSTER_HOME={os.environ.get('DAGSTER_HOME')})")

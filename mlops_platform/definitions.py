@@ -11,6 +11,7 @@ import warnings
 
 import dagster as dg
 
+from mlops_platform.datasets.check import require_matching_source
 from mlops_platform.defs.deployment.canary import build_deploy_job
 from mlops_platform.defs.deployment.sensors import build_auto_deploy_sensor
 from mlops_platform.defs.features.dbt import build_dbt_assets, dbt_cli, prepared_dbt_project
@@ -27,6 +28,7 @@ from mlops_platform.defs.registry.assets import build_registry_asset
 from mlops_platform.defs.registry.sensors import build_failed_run_cleanup_sensor
 from mlops_platform.defs.training.evaluation import build_evaluation_asset
 from mlops_platform.defs.training.fairness import build_fairness_asset
+from mlops_platform.defs.training.hyperparameter_search import build_hyperparameter_search_asset
 from mlops_platform.defs.training.trained_model import build_trained_model_asset
 from mlops_platform.resources.feast import FeastResource
 from mlops_platform.resources.kserve import KServeInferenceService
@@ -43,6 +45,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     spec = settings.load_spec()
+    require_matching_source(spec, settings.dataset_spec_path)  # the spec against its source data
     dbt_project = prepared_dbt_project(settings, spec)
     data_pipeline = build_data_pipeline_job(spec)
     feature_store, online_matches_offline = build_feature_store_asset(settings, spec)
@@ -59,6 +62,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_dbt_assets(settings, spec, dbt_project),
             feature_store,
             training_set,
+            build_hyperparameter_search_asset(settings, spec),
             build_trained_model_asset(settings, spec),
             model_evaluation,
             fairness_report,

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from mlops_platform.definitions import build_definitions
-from mlops_platform.defs.jobs import DATA_PIPELINE
+from mlops_platform.defs.jobs import DATA_PIPELINE, RETRAIN_MODEL
 from mlops_platform.lib import warehouse
 from mlops_platform.lib.landing import read_landing_file, simulate_batches, write_landing_file
 from mlops_platform.settings import Settings
@@ -46,6 +46,25 @@ def run_pipeline(
             "dagster/asset_partition_range_end": last or first,
         },
         raise_on_error=False,
+    )
+
+
+def retrain(settings: Settings, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """`retrain_model` with no run config: what a sensor or the weekly schedule launches."""
+    return (
+        build_definitions(settings)
+        .resolve_job_def(RETRAIN_MODEL)
+        .execute_in_process(instance=instance, raise_on_error=False)
+    )
+
+
+def deploy(settings: Settings, instance: dg.DagsterInstance, gateway_url: str) -> dg.ExecuteInProcessResult:
+    """`deploy_model` with no run config against the gateway at `gateway_url`."""
+    settings = settings.model_copy(update={"serving_url": gateway_url})
+    return (
+        build_definitions(settings)
+        .resolve_job_def("deploy_model")
+        .execute_in_process(instance=instance, raise_on_error=False)
     )
 
 
