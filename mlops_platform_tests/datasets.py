@@ -16,6 +16,11 @@ SMALL_DATA_GATES = {
     "regression_tolerance": 0.01,
     "regression_metrics": ["roc_auc", "pr_auc"],
     "min_group_size": 20,
+    # A few hundred test rows leave race's smallest groups with 2 to 6 rows each (4 days of 500
+    # rows: Amer-Indian-Eskimo 3, Other 3, Asian-Pac-Islander 6), too few for any meaningful
+    # minimum. The tests on these gates are not about that: they pass the fairness gate with the
+    # warning; test_honest_gates.py tests `fail`, the shipped default.
+    "on_unmeasurable": "warn",
     "bootstrap_samples": 100,
 }
 
@@ -78,8 +83,13 @@ def write_sensor_dataset(folder: Path, rows: int = 800, seed: int = 0) -> Path:
         },
         "label": {"column": "status", "positive_class": "failed"},
         "features": {"numeric": ["temperature", "pressure"], "categorical": ["region", "firmware"]},
-        "sensitive_attributes": [{"column": "region"}],
+        "sensitive_attributes": [
+            {"column": "region", "max_gaps": {"demographic_parity_difference": 0.6}},
+        ],
         "simulation": {"start_date": "2025-06-01", "reference_days": 3, "rows_per_day": 200, "seed": 1},
+        "training": {"search": {"trials": 4}},
+        # 90 test rows: the smallest region has 12 of them
+        "gates": {"min_metrics": {"roc_auc": 0.7}, "min_group_size": 10, "bootstrap_samples": 100},
     }
     path = folder / "sensors.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -10,6 +10,7 @@ from mlops_platform.settings import Settings
 GATES = {
     ("model_evaluation", "meets_metric_thresholds"),
     ("model_evaluation", "no_regression_vs_champion"),
+    ("model_evaluation", "beats_baseline"),
     ("fairness_report", "fairness_gaps_within_limits"),
     ("raw_data", "great_expectations_suite"),
     ("raw_data", "quarantine_rate"),
@@ -30,6 +31,7 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
         "labels": "features",
         "feature_store": "features",
         "training_set": "features",
+        "hyperparameter_search": "training",
         "trained_model": "training",
         "model_evaluation": "training",
         "fairness_report": "training",
@@ -69,6 +71,7 @@ def test_the_graph_exposes_the_documented_assets_checks_and_automation(adult_set
     }
     assert retrain == {
         "training_set",
+        "hyperparameter_search",
         "trained_model",
         "model_evaluation",
         "fairness_report",

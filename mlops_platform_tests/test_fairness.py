@@ -13,7 +13,14 @@ from fairlearn.metrics import (
 from sklearn.metrics import precision_score
 
 from mlops_platform.datasets.spec import load_spec, shipped_spec_path
-from mlops_platform.lib.fairness import attribute_fairness, bin_labels, group_values
+from mlops_platform.lib.fairness import (
+    attribute_fairness,
+    bin_labels,
+    gaps_markdown,
+    group_values,
+    plot_fairness,
+)
+from mlops_platform.lib.metric_names import FAIRNESS_GAPS as GAPS
 
 # Group a: 4 rows, labels 1 1 0 0, predictions 1 0 1 0 -> selection 2/4, TPR 1/2, FPR 1/2, precision 1/2
 # Group b: 4 rows, labels 1 1 1 0, predictions 1 1 0 0 -> selection 2/4, TPR 2/3, FPR 0/1, precision 2/2
@@ -57,20 +64,96 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_estimate():
     assert 0.1 < dp["value"] < 0.3 and dp["ci_high"] - dp["ci_low"] < 0.15
 
 
-def test_small_groups_are_reported_but_left_out_of_the_gaps():
+def test_small_groups_are_reported_and_left_out_of_the_gaps():
+    groups = pd.Series(["big"] * 100 + ["mid"] * 40 + ["tiny"] * 5)
+    labels = np.array([1, 0] * 50 + [1, 0] * 20 + [1] * 5)
+    predicted = np.array([1, 0] * 50 + [1, 1, 0, 0] * 10 + [0] * 5)  # tiny would make every gap 1.0
+    report = attribute_fairness(groups, labels, predicted, "g", bootstrap=100, min_group_size=10)
+    table = report.groups.set_index("group")
+    assert table["in_gaps"].to_dict() == {"big": True, "mid": True, "tiny": False}
+    # measured over big (TPR 1) and mid (TPR 1/2) only
+    assert report.gaps["equal_opportunity_difference"]["value"] == pytest.approx(0.5)
+    assert report.gaps["equal_opportunity_difference"]["measured_groups"] == 2
+    assert report.unmeasured == [
+        {"group": "tiny", "rows": 5, "reason": "has 5 test rows < min_group_size 10", "gaps": list(GAPS)}
+    ]
+
+
+def test_a_gap_over_fewer_than_two_measurable_groups_is_not_measured_never_zero():
     groups = pd.Series(["big"] * 100 + ["tiny"] * 5)
     labels = np.array([1, 0] * 50 + [1] * 5)
-    predicted = np.array([1, 0] * 50 + [0] * 5)  # the tiny group would make every gap 1.0
+    predicted = np.array([1, 0] * 50 + [0] * 5)
     report = attribute_fairness(groups, labels, predicted, "g", bootstrap=100, min_group_size=10)
-    assert set(report.groups["group"]) == {"big", "tiny"}
-    assert report.groups.set_index("group").loc["tiny", "in_gaps"] == False  # noqa: E712
-    assert report.gaps["equal_opportunity_difference"]["value"] == 0.0
+    for gap, v in report.gaps.items():
+        assert np.isnan(v["value"]) and np.isnan(v["ci_low"]) and np.isnan(v["ci_high"]), gap
+        assert v["measured_groups"] == 1
+    assert [u["group"] for u in report.unmeasured] == ["tiny"]
+    table = gaps_markdown({"g": {"gaps": report.gaps, "limits": {"equalized_odds_difference": 0.2}}})
+    assert "| g | equalized_odds_difference | not measured | - | <= 0.2 |" in table
+    assert "0.000" not in table
+
+
+def test_a_group_whose_rate_is_undefined_is_left_out_of_the_gaps_that_need_it():
+    # group b has no positive row: its TPR is undefined, so equal opportunity compares nothing
+    groups = pd.Series(["a"] * 50 + ["b"] * 50)
+    labels = np.array([1, 0] * 25 + [0] * 50)
+    predicted = np.array([1, 0] * 25 + [1, 0] * 25)
+    report = attribute_fairness(groups, labels, predicted, "g", bootstrap=100, min_group_size=10)
+    assert np.isnan(report.gaps["equal_opportunity_difference"]["value"])
+    assert np.isnan(report.gaps["equalized_odds_difference"]["value"])
+    assert report.gaps["demographic_parity_difference"]["value"] == 0.0  # measured: both select half
+    assert report.unmeasured == [
+        {
+            "group": "b",
+            "rows": 50,
+            "reason": "has no positive test rows",
+            "gaps": ["equal_opportunity_difference", "equalized_odds_difference"],
+        }
+    ]
+
+
+def _plain_row_bootstrap(codes: np.ndarray, labels: np.ndarray, predicted: np.ndarray, seed: int) -> dict:
+    """Demographic parity and equal opportunity differences of 2000 row resamples, plain numpy."""
+    rng = np.random.default_rng(seed)
+    drawn = {"demographic_parity_difference": [], "equal_opportunity_difference": []}
+    for _ in range(2000):
+        pick = rng.integers(0, len(codes), len(codes))
+        g, y, p = codes[pick], labels[pick], predicted[pick]
+        selection = np.bincount(g, weights=p) / np.bincount(g)
+        tpr = np.bincount(g, weights=p * y) / np.bincount(g, weights=y)
+        drawn["demographic_parity_difference"].append(selection.max() - selection.min())
+        drawn["equal_opportunity_difference"].append(tpr.max() - tpr.min())
+    return {gap: np.percentile(values, [2.5, 97.5]) for gap, values in drawn.items()}
+
+
+def test_the_cell_bootstrap_matches_a_row_bootstrap():
+    """Resampling (group, label, prediction) cell counts from a multinomial is row resampling:
+    the intervals agree with a plain numpy row bootstrap up to Monte Carlo error."""
+    rng = np.random.default_rng(4)
+    codes = rng.choice(3, 3000, p=[0.6, 0.3, 0.1])
+    labels = rng.integers(0, 2, 3000)
+    predicted = np.where(codes == 0, rng.random(3000) < 0.6, rng.random(3000) < 0.4).astype(int)
+    ours = attribute_fairness(pd.Series(codes), labels, predicted, "g", bootstrap=2000, seed=1).gaps
+    for gap, (low, high) in _plain_row_bootstrap(codes, labels, predicted, seed=2).items():
+        width = high - low
+        assert ours[gap]["ci_low"] == pytest.approx(low, abs=0.1 * width)
+        assert ours[gap]["ci_high"] == pytest.approx(high, abs=0.1 * width)
 
 
 def test_numeric_attributes_are_binned_at_the_spec_edges():
     assert bin_labels([30, 45, 60]) == ["<30", "30-45", "45-60", ">=60"]
     binned = group_values(pd.Series([17, 29, 30, 44, 45, 60, 90]), [30, 45, 60])
     assert binned.tolist() == ["<30", "<30", "30-45", "30-45", "45-60", ">=60", ">=60"]
+    assert group_values(pd.Series([20.0, None]), [30]).tolist() == ["<30", "missing"]
+
+
+def test_bins_keep_their_numeric_order_in_the_report_and_the_chart(tmp_path):
+    ages = pd.Series([70, 50, 35, 8] * 40)
+    labels = np.array([1, 0, 1, 0] * 40)
+    report = attribute_fairness(group_values(ages, [10, 30, 45, 60]), labels, labels, "age", bootstrap=50)
+    assert report.groups["group"].tolist() == ["<10", "30-45", "45-60", ">=60"]  # "10-30" is empty
+    chart = plot_fairness([report], tmp_path / "fairness.png")
+    assert chart.stat().st_size > 10_000
 
 
 def test_gaps_equal_fairlearn_on_the_adult_data():

@@ -125,7 +125,7 @@ def test_traffic_without_drift_is_logged_reported_and_triggers_nothing(monitored
     assert report["drift_share"] <= 0.3 and report["model_version"] == "1"
     assert report["prediction"]["column"] == "probability"
     assert Path(report["report"]).stat().st_size > 10_000  # Evidently's HTML
-    assert done["check"].passed
+    assert done["check"].passed and done["check"].metadata["evaluated"].value is True
 
 
 def test_drifted_traffic_requests_one_retrain_per_episode(monitored):
@@ -202,6 +202,7 @@ def test_delayed_labels_give_live_performance_per_version(monitored, model_regis
     entry = report["versions"]["1"]
     assert entry["labelled_rows"] == len(logged) and entry["registered"] == {"roc_auc": 0.60}
     assert 0.6 < entry["live"]["roc_auc"] <= 1.0 and check.passed
+    assert check.metadata["evaluated"].value is True and check.metadata["versions_judged"].value == 1
 
     client.set_model_version_tag(MODEL, "1", "metric.roc_auc", "0.99")
     _, check = live()
@@ -210,6 +211,30 @@ def test_delayed_labels_give_live_performance_per_version(monitored, model_regis
         and "v1 roc_auc live" in check.description
         and "registered 0.9900" in check.description
     )
+
+
+def test_checks_with_nothing_to_judge_say_so(adult_settings: Settings, instance):
+    """No prediction served yet: drift and live performance have nothing to compare, pass, and
+    report evaluated: false with no number they did not measure."""
+    adult_settings.home.mkdir(parents=True)
+    job = build_definitions(adult_settings).resolve_implicit_global_asset_job_def()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    job.execute_in_process(
+        asset_selection=[dg.AssetKey("inference_log")], partition_key=today, instance=instance
+    )
+    drift = job.execute_in_process(asset_selection=[dg.AssetKey("drift_report")], instance=instance)
+    [check] = drift.get_asset_check_evaluations()
+    assert drift.output_for_node("drift_report")["drift_share"] is None
+    assert check.passed and check.metadata["evaluated"].value is False
+    assert check.description.startswith("not evaluated: no predictions in the window")
+    assert "drift_share" not in check.metadata and check.metadata["window_rows"].value == 0
+
+    live = job.execute_in_process(asset_selection=[dg.AssetKey("live_performance")], instance=instance)
+    [check] = live.get_asset_check_evaluations()
+    assert live.output_for_node("live_performance") == {"versions": {}, "labelled_rows": 0}
+    assert check.passed and check.metadata["evaluated"].value is False
+    assert check.description == "not evaluated: no labelled predictions yet"
+    assert "versions_judged" not in check.metadata
 
 
 def test_the_drift_reference_is_a_seeded_sample_of_exactly_the_train_split(tmp_path):

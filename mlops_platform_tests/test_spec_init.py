@@ -108,7 +108,7 @@ def test_init_finds_codes_nulls_an_id_and_a_timestamp_in_generated_data(tmp_path
     assert nullable == {"chol", "thal"}
     assert spec.source.id_column == "patient_id"
     assert spec.source.timestamp_column == "visit_time"
-    assert spec.label.positive_class == "1"  # the minority class
+    assert spec.label.positive_class == "1"  # 1 of 0/1
     assert spec.features.numeric == ["age", "chol", "oldpeak"]
     assert spec.features.categorical == ["sex", "cp", "thal"]
     # the simulation starts after the newest visit, which is well before today
@@ -145,9 +145,9 @@ def test_a_300_row_file_gets_sizes_it_can_meet(tmp_path):
     assert spec.monitoring.reference_rows == max(100, train_rows)
     assert 50 <= spec.monitoring.window_rows <= spec.monitoring.reference_rows
     assert 30 <= spec.monitoring.min_window_rows <= spec.monitoring.window_rows
-    assert spec.monitoring.min_labelled_rows == 10
+    assert spec.monitoring.min_labelled_rows == max(10, spec.monitoring.window_rows // 5)
     assert spec.training.search.trials == 20 and spec.training.search.timeout_minutes == 30
-    assert spec.gates.max_metrics["expected_calibration_error"] == 0.3  # a 36-row test split is noisy
+    assert spec.gates.max_metrics["expected_calibration_error"] == 0.3  # a 54-row test split is noisy
     assert spec.gates.min_metrics == {"roc_auc": 0.7} and spec.gates.judge == "point"
     assert spec.sensitive_attributes[0].max_gaps["equalized_odds_difference"] > 0.2
     assert sizing.rows == 300
@@ -259,3 +259,18 @@ def test_init_refuses_an_output_in_a_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"the folder \S*missing does not exist"):
         write_spec(csv, "y", tmp_path / "missing" / "spec.yaml")
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    ("labels", "positive"),
+    [
+        (["0"] * 3 + ["1"] * 7, "1"),  # 1 of 0/1, even as the majority
+        (["No"] * 2 + ["Yes"] * 8, "Yes"),
+        (["true"] * 6 + ["false"] * 4, "true"),
+        (["approved"] * 7 + ["denied"] * 3, "denied"),  # no convention: the minority class
+    ],
+)
+def test_the_positive_class_follows_convention_then_the_minority(tmp_path, labels, positive):
+    csv = tmp_path / "labels.csv"
+    pd.DataFrame({"x": range(len(labels)), "y": labels}).to_csv(csv, index=False)
+    assert load_spec(write_spec(csv, "y", today=TODAY)[0]).label.positive_class == positive

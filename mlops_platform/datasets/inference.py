@@ -427,8 +427,9 @@ def group_shares(numbers_or_counts: np.ndarray | dict[str, int], edges: list[flo
 
 
 def choose_positive(path: Path, label: str, counts: dict[str, int], given: str | None) -> str:
-    """The positive class: `given` (one of the label's two values), else the minority class
-    (on a tie, the later of the two in sorted order: `1` over `0`, `yes` over `no`)."""
+    """The positive class: `given` (one of the label's two values); else the conventional one of
+    `0`/`1`, `no`/`yes`, `false`/`true`, `n`/`y` (`1`, `yes`, ...); else the minority class (on a
+    tie, the later of the two in sorted order)."""
     values = sorted(counts)
     if len(values) != 2:
         shown_values = ", ".join(repr(v) for v in values[:10]) + (", ..." if len(values) > 10 else "")
@@ -443,6 +444,11 @@ def choose_positive(path: Path, label: str, counts: dict[str, int], given: str |
         raise ValueError(
             f"--positive-class {given!r}: the label {label!r} in {path} holds {values[0]!r} and {values[1]!r}"
         )
+    conventional = {"0": "1", "no": "yes", "false": "true", "n": "y", "negative": "positive"}
+    lowered = {v.strip().lower(): v for v in values}
+    for negative, positive in conventional.items():
+        if set(lowered) == {negative, positive}:
+            return lowered[positive]
     return min(reversed(values), key=lambda v: counts[v])
 
 
@@ -821,7 +827,9 @@ def _render(
     w.line(f"  column: {label}")
     w.line(
         f"  positive_class: {category(positive, profiles[label].code)}",
-        "as given (--positive-class)" if positive_given else "the minority class",
+        "as given (--positive-class)"
+        if positive_given
+        else "1 of 0/1, yes of yes/no, ...; else the minority class (--positive-class to choose)",
     )
     w.blank()
 
@@ -964,9 +972,10 @@ def _render_sensitive(
         return
     w.comment(
         "--sensitive: the fairness report groups by these. equalized_odds_difference (the largest gap in\n"
-        "true or false positive rate between groups) is gated: 0.2, looser where the second-largest\n"
-        "group has few test rows (1.5 / sqrt(its expected test rows), at most 0.5); the other gaps are\n"
-        "reported, not gated (base rates may differ between groups for real)."
+        "true or false positive rate between groups) is gated at 2 / sqrt(the expected test rows of the\n"
+        "smallest group), within [0.2, 0.5]: on two groups of n test rows, a model that treats them\n"
+        "alike shows a gap under 1.8 / sqrt(n) in 19 test splits of 20, so a tighter limit would fail\n"
+        "it by chance. The other gaps are reported, not gated (base rates may differ for real)."
     )
     w.line("sensitive_attributes:")
     for column, edges, shares in attributes:
@@ -977,8 +986,8 @@ def _render_sensitive(
                 f"    bins: [{shown_edges}]",
                 "quartiles, 2 significant digits" if len(edges) > 1 else "median",
             )
-        second = shares[1] * sizing.test_rows if len(shares) > 1 else 0.0
-        limit = round(_clamp(1.5 / math.sqrt(second), 0.2, 0.5), 2) if second >= 1 else 0.5
+        smallest = shares[-1] * sizing.test_rows if len(shares) > 1 else 0.0
+        limit = round(_clamp(2.0 / math.sqrt(smallest), 0.2, 0.5), 2) if smallest >= 1 else 0.5
         w.line(
             f"    max_gaps: {{equalized_odds_difference: {limit}}}",
             f"groups {', '.join(f'{s:.0%}' for s in shares[:5])}{'...' if len(shares) > 5 else ''} of rows",
@@ -1014,7 +1023,7 @@ def _render_gates(w: _Writer, sizing: Sizing) -> None:
     )
     w.line("  on_unmeasurable: fail", "a gated gap that too small groups leave unmeasured fails")
     w.line("  bootstrap_samples: 500")
-    w.line("  max_drift_share: 0.3", "drift_report fails when more features than this share drift")
+    w.line("  max_drift_share: 0.3", "drift: more than this share of the features drifted")
 
 
 def _render_monitoring(w: _Writer, sizing: Sizing) -> None:

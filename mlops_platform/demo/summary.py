@@ -66,7 +66,12 @@ def version_lines(settings: Settings, spec: DatasetSpec, live: dict) -> list[str
         )
         lines.append(f"      test split: {metrics}")
         fairness = json.loads(tags.get("fairness", "{}"))
-        lines.append("      fairness gaps: " + ", ".join(f"{k} {g:.3f}" for k, g in sorted(fairness.items())))
+        lines.append(
+            "      fairness gaps: "
+            + ", ".join(
+                f"{k} {'not measured' if g is None else f'{g:.3f}'}" for k, g in sorted(fairness.items())
+            )
+        )
         entry = live.get("versions", {}).get(str(v.version), {})
         if "live" in entry:
             wanted = dict.fromkeys([*spec.monitoring.live_metrics, "accuracy"])

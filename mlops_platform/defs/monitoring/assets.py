@@ -149,8 +149,12 @@ def build_monitoring_assets(
         if share is None:
             return dg.AssetCheckResult(
                 passed=True,
-                description="no predictions in the window: nothing to judge",
-                metadata={"window_rows": dg.MetadataValue.int(0), "limit": dg.MetadataValue.float(limit)},
+                description="not evaluated: no predictions in the window, nothing to compare",
+                metadata={
+                    "evaluated": False,
+                    "window_rows": dg.MetadataValue.int(drift_report.get("current_rows", 0)),
+                    "limit": dg.MetadataValue.float(limit),
+                },
             )
         return dg.AssetCheckResult(
             passed=share <= limit,
@@ -160,6 +164,7 @@ def build_monitoring_assets(
                 f"drifted: {', '.join(drift_report['drifted_columns']) or 'none'}"
             ),
             metadata={
+                "evaluated": True,
                 "drift_share": dg.MetadataValue.float(share),
                 "limit": dg.MetadataValue.float(limit),
                 "drifted_columns": dg.MetadataValue.json(drift_report["drifted_columns"]),
@@ -220,13 +225,17 @@ def build_live_performance_asset(
         context.log.info(
             f"labelled predictions per version: { {v: e['labelled_rows'] for v, e in versions.items()} }"
         )
+        not_measured = f"not measured (needs {monitoring.min_labelled_rows} labelled, both classes)"
+
+        def shown(value: float | None, missing: str) -> str:
+            return missing if value is None else f"{value:.4f}"
+
         table = "\n".join(
             ["| version | labelled | metric | live | registered |", "|---|---|---|---|---|"]
             + [
-                f"| {v} | {e['labelled_rows']} | {m} | {e['live'][m]:.4f} "
-                f"| {e['registered'].get(m, float('nan')):.4f} |"
+                f"| {v} | {e['labelled_rows']} | {m} | {shown(e.get('live', {}).get(m), not_measured)} "
+                f"| {shown(e['registered'].get(m), '-')} |"
                 for v, e in versions.items()
-                if "live" in e
                 for m in monitoring.live_metrics
             ]
         )
@@ -249,26 +258,46 @@ def build_live_performance_asset(
         ),
     )
     def live_performance_holds(live_performance: dict) -> dg.AssetCheckResult:
-        judged, failures = [], []
+        judged, failures, skipped, versions_judged = [], [], [], set()
         for version, entry in live_performance["versions"].items():
             if "live" not in entry:
+                skipped.append(
+                    f"v{version}: {entry['labelled_rows']} labelled predictions "
+                    f"(needs {monitoring.min_labelled_rows} with both classes)"
+                )
                 continue
-            for metric, registered in entry["registered"].items():
+            for metric in monitoring.live_metrics:
+                registered = entry["registered"].get(metric)
+                if registered is None:
+                    skipped.append(f"v{version} {metric}: registered without it, nothing to compare")
+                    continue
                 live = entry["live"][metric]
+                versions_judged.add(version)
                 judged.append(f"v{version} {metric} {live:.4f} (registered {registered:.4f})")
                 if live < registered - monitoring.max_live_degradation:
                     failures.append(
                         f"v{version} {metric} live {live:.4f} < registered {registered:.4f} - "
                         f"{monitoring.max_live_degradation} ({entry['labelled_rows']} labelled predictions)"
                     )
-        description = (
-            "; ".join(failures) if failures else ("; ".join(judged) or "no version has enough labels yet")
-        )
+        if not judged:
+            return dg.AssetCheckResult(
+                passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                description="not evaluated: "
+                + ("; ".join(skipped) if skipped else "no labelled predictions yet"),
+                metadata={"evaluated": False, "not_judged": dg.MetadataValue.json(skipped)},
+            )
         return dg.AssetCheckResult(
             passed=not failures,
             severity=dg.AssetCheckSeverity.WARN,
-            description=description,
-            metadata={"versions_judged": dg.MetadataValue.int(len({j.split()[0] for j in judged}))},
+            description="; ".join(failures or judged)
+            + (f" | not judged: {'; '.join(skipped)}" if skipped else ""),
+            metadata={
+                "evaluated": True,
+                "versions_judged": dg.MetadataValue.int(len(versions_judged)),
+                "judged": dg.MetadataValue.json(judged),
+                "not_judged": dg.MetadataValue.json(skipped),
+            },
         )
 
     return live_performance, live_performance_holds

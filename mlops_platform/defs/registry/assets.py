@@ -1,6 +1,7 @@
 """`registered_model_version`: the model that passed every gate, in the MLflow registry."""
 
 import json
+import math
 
 import dagster as dg
 
@@ -50,7 +51,8 @@ def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefi
         }
         card = model_card(spec, str(version.version), metrics, fairness_report, facts)
         fairness_summary = {
-            f"{attribute}.{gap}": round(v["value"], 4)
+            # null: not measured (a group too small, passed under `on_unmeasurable: warn`)
+            f"{attribute}.{gap}": round(v["value"], 4) if math.isfinite(v["value"]) else None
             for attribute, entry in fairness_report.items()
             for gap, v in entry["gaps"].items()
             if gap in entry["limits"]
