@@ -221,6 +221,8 @@ def _cmd_check_spec(args: argparse.Namespace) -> int:
     from mlops_platform.datasets.check import check_spec
 
     path = Path(args.path) if args.path else Settings.from_env().dataset_spec_path
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: name the spec file (a .yaml) in it")
     problems = check_spec(path, args.sample_rows)
     for problem in problems:
         print(problem)
@@ -265,15 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--positive-class",
         metavar="VALUE",
-        help="the label value that is the positive class (default: the minority class)",
+        help="the label value that is the positive class (default: 1 of 0/1, yes of yes/no, ...; "
+        "else the minority class)",
     )
     init.add_argument(
         "--sensitive",
-        nargs="+",
-        action="extend",
+        action="append",
         default=[],
         metavar="COLUMN",
-        help="columns the fairness report groups by (numeric ones get bins at quartiles); repeatable",
+        help="a column the fairness report groups by (numeric ones get bins at quantiles); repeat the "
+        "flag for more: --sensitive sex --sensitive age",
     )
     init.add_argument(
         "--name", help="the dataset's name, a lower-case identifier (default: the file name's stem)"

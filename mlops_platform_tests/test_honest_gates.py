@@ -79,6 +79,18 @@ def test_a_large_split_resamples_a_bounded_histogram():
     assert low < high and high - low < 0.005 and abs((low + high) / 2 - point) < 0.01
 
 
+def test_a_metric_undefined_in_many_resamples_gets_no_interval():
+    """40 test rows with 2 positives: about 1 resample in 8 holds no positive, so ROC AUC has
+    no value there; the defined ones alone would make a narrow, optimistic interval."""
+    labels = np.zeros(40, dtype=int)
+    labels[:2] = 1
+    scores = np.linspace(0.99, 0.01, 40)  # both positives ranked first: ROC AUC 1.0
+    result = bootstrap_intervals(labels, scores, 0.5, samples=500, seed=0)
+    assert 0.05 < result.undefined["roc_auc"] < 0.3
+    assert all(np.isnan(result.intervals["roc_auc"]))
+    assert result.undefined["accuracy"] == 0 and np.isfinite(result.intervals["accuracy"]).all()
+
+
 @pytest.fixture(scope="module")
 def landed_home(tmp_path_factory) -> Path:
     """The data half of a 2,000-row Adult slice (300 test rows), materialized once."""
@@ -186,6 +198,17 @@ def test_on_unmeasurable_warn_passes_the_gate_with_the_warning(trained, tmp_path
     assert "race: group 'Other' has" in gate.description and "not measured" in gate.description
     assert "sex equalized_odds_difference" in gate.description  # the measured gap is still judged
     assert _meta(gate, "unmeasured") and _meta(gate, "evaluated") is True
+
+    # `warn` covers a gate measured in part, never one that measured no gated gap at all
+    nothing = _settings(
+        settings.home,
+        tmp_path / "nothing",
+        sensitive_attributes=RACE_GATED,
+        gates=_gates(min_group_size=100_000, on_unmeasurable="warn"),
+    )
+    gate = checks(_rerun(nothing, instance, "fairness_report"))["fairness_gaps_within_limits"]
+    assert not gate.passed and _meta(gate, "evaluated") is False
+    assert "no gated gap could be measured" in gate.description
 
 
 def test_interval_judging_fails_a_metric_whose_point_passes(trained, tmp_path):
@@ -330,8 +353,11 @@ def test_checks_with_nothing_to_judge_say_so(trained, tmp_path):
     found = checks(result)
     assert result.output_for_node("model_evaluation")["baseline_metrics"] is None
     for name in ("beats_baseline", "meets_metric_thresholds"):
-        assert found[name].passed and _meta(found[name], "evaluated") is False, name
+        assert _meta(found[name], "evaluated") is False, name
         assert "not evaluated" in found[name].description
+    assert found["meets_metric_thresholds"].passed  # the spec gates no metric: nothing was asked
+    # a model with no baseline could not be compared: that never reads as a pass
+    assert not found["beats_baseline"].passed
     assert "no baseline artifact" in found["beats_baseline"].description
     assert not {"model_validation_roc_auc", "baseline_validation_roc_auc"} & set(
         found["beats_baseline"].metadata

@@ -145,3 +145,64 @@ def test_the_server_takes_an_integer_code_as_a_number_or_as_text(tmp_path):
             validator.v1_batch([{"age": 50, "cp": value, "thal": 1}])
         assert refused.value.field == "instances[0].cp"
         assert words in refused.value.problem
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (float("nan"), "not an integer code"),
+        (float("inf"), "not an integer code"),
+        (0.5, "not an integer code: quote a category written with a fraction"),
+        (10**300, "too large for an integer code"),
+        ({"a": 1}, "expected a string or a number"),
+    ],
+)
+def test_numbers_that_are_no_integer_code_are_refused_in_a_domain(tmp_path, value, words):
+    raw = yaml.safe_load(_coded_spec(tmp_path).read_text())
+    raw["columns"]["cp"]["domain"] = [0, value]
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError) as failure:
+        load_spec(path)
+    assert "columns.cp.domain" in str(failure.value) and words in str(failure.value)
+
+
+def test_one_rule_says_what_an_integer_code_is_for_the_server_and_its_schema(tmp_path):
+    from mlops_platform.serving.schemas import _feature_schema
+    from mlops_platform.serving.validation import InvalidRequest, RequestValidator
+
+    raw = yaml.safe_load(_coded_spec(tmp_path).read_text())
+    raw["columns"]["cp"]["domain"] = ["01", "02", "²"]  # text that only looks like numbers
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    spec = load_spec(path)
+    assert _feature_schema(spec, "cp") == {"type": "string", "enum": ["01", "02", "²"]}
+    with pytest.raises(InvalidRequest, match="expected a string, got"):
+        RequestValidator(spec, max_rows=10).v1_batch([{"age": 50, "cp": 1, "thal": 1}])
+    coded = load_spec(_coded_spec(tmp_path))
+    assert _feature_schema(coded, "cp")["anyOf"][1] == {"type": "integer", "enum": [0, 1, 2, 3]}
+
+
+@pytest.mark.parametrize(
+    ("tensor", "field", "words"),
+    [
+        ({"datatype": "INTEGER", "data": [2]}, "inputs[cp].datatype", "needs BYTES or INT*"),
+        ({"datatype": "INT8", "data": [2.0]}, "inputs[cp].data[0]", "expected an integer code (INT8)"),
+        ({"datatype": "INT64", "data": ["2"]}, "inputs[cp].data[0]", "expected an integer code (INT64)"),
+        ({"datatype": "INT64", "data": [9]}, "inputs[cp].data[0]", "9 is not an allowed value"),
+    ],
+)
+def test_integer_code_tensors_are_checked_like_any_input(tmp_path, tensor, field, words):
+    from mlops_platform.serving.validation import InvalidRequest, RequestValidator
+
+    validator = RequestValidator(load_spec(_coded_spec(tmp_path)), max_rows=10)
+    body = {
+        "inputs": [
+            {"name": "age", "datatype": "INT64", "shape": [1], "data": [50]},
+            {"name": "cp", "shape": [1], **tensor},
+            {"name": "thal", "datatype": "BYTES", "shape": [1], "data": ["3"]},
+        ]
+    }
+    with pytest.raises(InvalidRequest) as refused:
+        validator.v2_batch(body)
+    assert refused.value.field == field and words in refused.value.problem

@@ -75,7 +75,8 @@ def test_init_on_the_shipped_adult_csv_yields_the_types_and_domains_of_adult_yam
     # the sizes of a 48,842-row file are the shipped ones
     assert (spec.monitoring.window_rows, spec.monitoring.min_window_rows) == (1000, 300)
     assert (spec.monitoring.reference_rows, spec.monitoring.min_labelled_rows) == (2000, 200)
-    assert spec.gates.min_group_size == 50
+    # race's smallest group (Other, under 1% of rows) sets the minimum: half its expected test rows
+    assert 20 <= spec.gates.min_group_size < 50 and spec.gates.on_unmeasurable == "fail"
     assert spec.simulation.reference_days == 30
     assert check_spec(output) == []
 
@@ -274,3 +275,38 @@ def test_the_positive_class_follows_convention_then_the_minority(tmp_path, label
     csv = tmp_path / "labels.csv"
     pd.DataFrame({"x": range(len(labels)), "y": labels}).to_csv(csv, index=False)
     assert load_spec(write_spec(csv, "y", today=TODAY)[0]).label.positive_class == positive
+
+
+def test_an_attribute_with_groups_too_rare_to_measure_makes_the_gate_warn_and_says_so(tmp_path):
+    output, _ = write_spec(
+        ADULT_CSV, "income", tmp_path / "a.yaml", sensitive=["native_country"], today=TODAY
+    )
+    spec = load_spec(output)
+    assert spec.gates.on_unmeasurable == "warn" and spec.gates.min_group_size >= 5
+    assert "native_country: some groups are too rare" in output.read_text()
+
+
+@pytest.mark.parametrize("header", ["yes,null,on,y", "off,true,no,y"])
+def test_column_names_that_yaml_reads_as_keywords_stay_names(tmp_path, header):
+    rows = [header] + [f"{i % 40},{'ab'[i % 2]},{i / 7:.2f},{i % 2}" for i in range(200)]
+    csv = _write(tmp_path, "\n".join(rows) + "\n")
+    spec = load_spec(write_spec(csv, "y", sensitive=[header.split(",")[1]], today=TODAY)[0])
+    assert list(spec.columns) == header.split(",")
+    assert spec.sensitive_attributes[0].column == header.split(",")[1]
+
+
+def test_init_never_writes_over_its_data_and_lists_an_attribute_once(tmp_path):
+    csv = _heart(tmp_path)
+    with pytest.raises(ValueError, match="that is the data file"):
+        write_spec(csv, "target", csv, force=True, today=TODAY)
+    assert csv.read_text().startswith("patient_id,")
+    spec = load_spec(write_spec(csv, "target", sensitive=["sex", "sex"], today=TODAY)[0])
+    assert [a.column for a in spec.sensitive_attributes] == ["sex"]
+
+
+def test_values_at_the_float_limits_keep_their_observed_range(tmp_path):
+    csv = _write(
+        tmp_path, "x,y\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate([-1.7e308, 1.7e308] * 20))
+    )
+    spec = load_spec(write_spec(csv, "y", today=TODAY)[0])
+    assert (spec.columns["x"].min, spec.columns["x"].max) == (-1.7e308, 1.7e308)

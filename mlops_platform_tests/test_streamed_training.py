@@ -170,7 +170,8 @@ def test_a_split_is_read_in_memory_or_streamed_by_its_size_with_the_same_rows(wa
 
 
 def test_batch_size_and_epochs_follow_the_rows_unless_given():
-    assert auto_batch_size(1_000) == auto_batch_size(50_000) == MIN_BATCH_SIZE == 256
+    assert auto_batch_size(4_096) == auto_batch_size(50_000) == MIN_BATCH_SIZE == 256
+    assert auto_batch_size(1_000) == 32  # small data: at least 16 steps an epoch
     assert auto_batch_size(100_000) == 512
     assert auto_batch_size(1_000_000) == auto_batch_size(10_000_000) == MAX_BATCH_SIZE == 4096
     assert auto_epochs(1_000) == MAX_EPOCHS == 30

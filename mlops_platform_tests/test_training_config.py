@@ -65,7 +65,7 @@ def _splits(rows: int, seed: int) -> pd.DataFrame:
     )
 
 
-def _search(tmp_path, trials: int, validation: pd.DataFrame):
+def _search(tmp_path, trials: int, validation: pd.DataFrame, base: TrainingParams | None = None):
     train = _splits(400, 0)
     with duckdb.connect() as con:
         con.register("train_rows", train)
@@ -88,8 +88,8 @@ def _search(tmp_path, trials: int, validation: pd.DataFrame):
         seen = []
         result = search(
             load,
-            TrainingParams(epochs=6, seed=3),
-            ["learning_rate", "dropout", "hidden_sizes", "batch_size"],
+            base or TrainingParams(epochs=6, seed=3),
+            ["learning_rate", "dropout", "hidden_sizes", "batch_size"] if base is None else ["dropout"],
             trials,
             device=choose_device("cpu"),
             on_trial=seen.append,
@@ -106,6 +106,9 @@ def test_the_search_is_seeded_prunes_and_reports_every_trial(tmp_path):
     assert first.best_params == second.best_params
     assert first.best.value == pytest.approx(second.best.value, abs=1e-9)
     assert [t.state for t in first.trials] == [t.state for t in second.trials]
+    # the median pruner stopped weak trials once the first ones had completed
+    assert "PRUNED" in [t.state for t in first.trials[5:]]
+    assert all(len(t.history) < 6 for t in first.trials if t.state == "PRUNED")
     completed = [t for t in first.trials if t.state == "COMPLETE"]
     assert first.best.value == min(t.value for t in completed)
     assert set(first.best_params) == {"learning_rate", "dropout", "hidden_sizes", "batch_size"}
@@ -119,6 +122,16 @@ def test_the_search_judges_on_the_validation_split_it_is_given(tmp_path):
     one, _ = _search(tmp_path / "a", 3, _splits(150, 1))
     other, _ = _search(tmp_path / "b", 3, _splits(150, 2))
     assert [t.value for t in one.trials] != pytest.approx([t.value for t in other.trials])
+
+
+def test_a_search_whose_every_trial_diverges_fails_saying_so(tmp_path):
+    with pytest.raises(ValueError, match=r"no trial of 3 completed \(0 pruned, 3 fail"):
+        _search(tmp_path, 3, _splits(150, 1), TrainingParams(epochs=3, learning_rate=1e38, seed=1))
+
+
+def test_the_sgd_optimizer_trains(tmp_path):
+    result, _ = _search(tmp_path, 1, _splits(150, 1), TrainingParams(epochs=3, optimizer="sgd", seed=1))
+    assert result.best.state == "COMPLETE" and result.best.value < 0.69  # below a coin's log loss
 
 
 def _spec_with(tmp_path, training: dict) -> Settings:
@@ -182,7 +195,7 @@ def test_a_retrain_without_run_config_trains_with_the_spec_and_the_search(tmp_pa
         },
         raise_on_error=False,
     )
-    assert overridden.output_for_node("hyperparameter_search") == {"searched": False, "best_params": {}}
+    assert not overridden.output_for_node("hyperparameter_search")["searched"]
     params = overridden.output_for_node("trained_model").params
     assert params["learning_rate"] == 0.004 and params["hidden_sizes"] == [8]
     assert params["dropout"] == settings.load_spec().training.dropout

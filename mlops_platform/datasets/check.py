@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlops_platform.datasets.spec import ColumnSpec, DatasetSpec, SpecError, category_text, load_spec, shown
+from mlops_platform.lib.landing import read_csv_text
 
 SAMPLE_ROWS = 10_000
 _SHOWN_VALUES = 3  # offending values quoted per problem
@@ -29,40 +30,29 @@ def check_spec(path: Path, sample_rows: int = SAMPLE_ROWS) -> list[str]:
     return source_problems(spec, path, sample_rows)
 
 
-def require_matching_source(spec: DatasetSpec, spec_path: Path, sample_rows: int = SAMPLE_ROWS) -> None:
-    """Raise `SpecError` listing every problem (one a line) when the spec's source file exists and
-    disagrees with the spec; a source that is not there is not checked (data may land from
-    elsewhere)."""
+def require_matching_source(spec: DatasetSpec, spec_path: Path) -> None:
+    """Raise `SpecError` listing (one a line) the columns the spec and its source's header disagree
+    on, or why the header cannot be read. Only the header: a bad row is for ingestion to
+    quarantine, not a reason to refuse the code location; a source that is not there is not
+    checked (data may land from elsewhere)."""
     if not Path(spec.source.path).is_file():
         return
-    problems = source_problems(spec, spec_path, sample_rows)
+    _, problems = _header_problems(spec, spec_path)
     if problems:
         raise SpecError("\n".join(problems))
 
 
 def source_problems(spec: DatasetSpec, spec_path: Path, sample_rows: int = SAMPLE_ROWS) -> list[str]:
     """Each way the spec and the header plus the first `sample_rows` rows of its source disagree."""
-    where = str(spec_path)
-    source = Path(spec.source.path)
+    header, problems = _header_problems(spec, spec_path)
+    if header is None:
+        return problems
+    where, source = str(spec_path), Path(spec.source.path)
     named = _shown_path(source, Path(spec_path))
-    if not source.exists():
-        return [f"{where}: source.path: {named} does not exist"]
-    if not source.is_file():
-        return [f"{where}: source.path: {named} is not a file"]
     try:
-        sample = _read_sample(source, sample_rows)
+        sample = read_csv_text(source, sample_rows, header)
     except (ValueError, OSError, EOFError) as exc:
-        return [f"{where}: source.path: {_unreadable(exc, source, named)}"]
-    problems = [
-        f"{where}: columns.{name}: declared, but the source {named} has no column {name!r}"
-        for name in spec.columns
-        if name not in sample.columns
-    ]
-    problems += [
-        f"{where}: columns.{name}: not declared, but the source {named} has a column {name!r}"
-        for name in sample.columns
-        if name not in spec.columns
-    ]
+        return [*problems, f"{where}: source.path: {_unreadable(exc, source, named)}"]
     if sample.empty:
         return [*problems, f"{where}: source.path: {named} has a header but no rows"]
     for name, column in spec.columns.items():
@@ -78,6 +68,35 @@ def source_problems(spec: DatasetSpec, spec_path: Path, sample_rows: int = SAMPL
                 f"{'repeats' if len(repeated) == 1 else 'repeat'} (in {len(sample):,} sampled rows)"
             )
     return problems
+
+
+def _header_problems(spec: DatasetSpec, spec_path: Path) -> tuple[list[str] | None, list[str]]:
+    """The source's header (None when it cannot be read) and the columns it and the spec
+    disagree on, or why it cannot be read."""
+    from mlops_platform.datasets.inference import read_header
+
+    where = str(spec_path)
+    source = Path(spec.source.path)
+    named = _shown_path(source, Path(spec_path))
+    if not source.exists():
+        return None, [f"{where}: source.path: {named} does not exist"]
+    if not source.is_file():
+        return None, [f"{where}: source.path: {named} is not a file"]
+    try:
+        header = read_header(source)
+    except (ValueError, OSError, EOFError) as exc:
+        return None, [f"{where}: source.path: {_unreadable(exc, source, named)}"]
+    problems = [
+        f"{where}: columns.{name}: declared, but the source {named} has no column {name!r}"
+        for name in spec.columns
+        if name not in header
+    ]
+    problems += [
+        f"{where}: columns.{name}: not declared, but the source {named} has a column {name!r}"
+        for name in header
+        if name not in spec.columns
+    ]
+    return header, problems
 
 
 def column_problems(column: ColumnSpec, cells: pd.Series) -> list[str]:
@@ -128,22 +147,6 @@ def column_problems(column: ColumnSpec, cells: pd.Series) -> list[str]:
                 f"({len(wrong):,} {sampled})"
             )
     return problems
-
-
-def _read_sample(source: Path, rows: int) -> pd.DataFrame:
-    """The header (checked: no empty or repeated name) and the first `rows` rows, as text."""
-    from mlops_platform.datasets.inference import read_header
-
-    header = read_header(source)
-    return pd.read_csv(
-        source,
-        dtype=str,
-        keep_default_na=False,
-        na_values=[""],
-        nrows=rows,
-        index_col=False,
-        encoding="utf-8",
-    ).reindex(columns=header)
 
 
 def _unreadable(exc: Exception, source: Path, named: str) -> str:

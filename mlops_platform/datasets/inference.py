@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 import yaml
 
-from mlops_platform.datasets.spec import RESERVED_COLUMNS, DatasetSpec, SpecError
+from mlops_platform.datasets.spec import RESERVED_COLUMNS, DatasetSpec, SpecError, is_integer_code
 from mlops_platform.lib.batches import NUMBER_PATTERNS, parse_timestamps
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ MAX_DOMAIN = 200
 RANGE_MARGIN = 0.10
 # The simulation's reference period (the first model's data) covers this share of the rows.
 REFERENCE_SHARE = 0.9
+MIN_GROUP_FLOOR = 5  # fewer test rows than this in a group: its rates are not a measurement
 MAX_REFERENCE_DAYS = 30
 # How other tools write a missing value; the platform reads only an empty cell as missing.
 MISSING_MARKERS = frozenset(
@@ -125,8 +126,8 @@ def _clamp(value: float, low: float, high: float) -> float:
 def size_for(rows: int, group_shares: Sequence[float] = ()) -> Sizing:
     """Simulation, split, monitoring, gate and search sizes a file of `rows` rows can meet.
 
-    `group_shares`: for each sensitive attribute, the share of rows in its second-largest
-    group (a gap needs two groups of `min_group_size` test rows).
+    `group_shares`: for each sensitive attribute, the share of rows in its smallest group (every
+    group of a gated attribute needs `min_group_size` test rows, else its gap is unmeasured).
     """
     reference = max(1, round(REFERENCE_SHARE * rows))
     days = 1 if reference < 3 else int(_clamp(math.ceil(reference / 1000), 3, MAX_REFERENCE_DAYS))
@@ -135,9 +136,10 @@ def size_for(rows: int, group_shares: Sequence[float] = ()) -> Sizing:
     holdout = 0.2 if total < 2000 else 0.15
     test = max(1, math.floor(total * holdout))
     train = max(1, total - 2 * test)
-    group_size = int(_clamp(test // 20, 5, 50))
-    for share in group_shares:
-        group_size = min(group_size, math.floor(share * test / 2))
+    group_size = int(_clamp(test // 20, MIN_GROUP_FLOOR, 50))
+    for share in group_shares:  # half a group's expected test rows, unless that leaves under 5
+        if math.floor(share * test / 2) >= MIN_GROUP_FLOOR:
+            group_size = min(group_size, math.floor(share * test / 2))
     reference_rows = int(_clamp(train, 100, 2000))
     window = int(_clamp(reference_rows // 2, 50, 1000))
     labelled = int(_clamp(window // 5, 10, 200))
@@ -224,15 +226,9 @@ def read_header(path: Path) -> list[str]:
         raise ValueError(f"{path} is empty: expected a header line naming the columns, then rows")
     if not header or not any(name.strip() for name in header):
         raise ValueError(f"{path}: line 1 is empty; line 1 must be the header naming the columns")
-    seen: dict[str, int] = {}
-    for position, name in enumerate(header, start=1):
-        if not name.strip():
-            raise ValueError(f"{path}: line 1, field {position}: the header gives this column no name")
-        if name in seen:
-            raise ValueError(
-                f"{path}: line 1, fields {seen[name]} and {position}: column {name!r} is named twice"
-            )
-        seen[name] = position
+    from mlops_platform.lib.landing import check_header
+
+    check_header(path, header)
     return header
 
 
@@ -295,10 +291,9 @@ def read_text_table(path: Path) -> tuple[list[str], pa.Table]:
 
 
 def _matches(values: pa.Array, pattern: str) -> np.ndarray:
-    import pyarrow.compute as pc
+    from mlops_platform.lib.batches import matches_pattern
 
-    matched = pc.match_substring_regex(values, pattern.replace("\\Z", "$"))
-    return np.asarray(pc.fill_null(matched, False).to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(matches_pattern(values, pattern).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _numbers(values: pa.Array) -> np.ndarray:
@@ -383,6 +378,8 @@ def widened_range(profile: ColumnProfile) -> tuple[float, float]:
     negative value keeps min >= 0."""
     low, high = float(profile.low or 0), float(profile.high or 0)
     spread = high - low
+    if not math.isfinite(spread) or not math.isfinite(RANGE_MARGIN * max(abs(low), abs(high), spread)):
+        return low, high  # values near the float limits: the observed range, no margin
     margin = RANGE_MARGIN * spread if spread > 0 else max(1.0, RANGE_MARGIN * abs(low))
     new_low, new_high = low - margin, high + margin
     if profile.type == "integer":
@@ -449,6 +446,9 @@ def choose_positive(path: Path, label: str, counts: dict[str, int], given: str |
     for negative, positive in conventional.items():
         if set(lowered) == {negative, positive}:
             return lowered[positive]
+    ones = [v for v in values if _same_number(v, "1")]
+    if len(ones) == 1 and any(_same_number(v, "0") for v in values):  # 0.0 / 1.0
+        return ones[0]
     return min(reversed(values), key=lambda v: counts[v])
 
 
@@ -471,7 +471,7 @@ def scalar(value: object) -> str:
 
 def category(text: str, code: bool) -> str:
     """A category as YAML: integer codes as plain numbers (the spec turns them back into text)."""
-    if code and re.fullmatch(r"-?(0|[1-9][0-9]*)", text):
+    if code and is_integer_code(text):
         return text
     return scalar(text)
 
@@ -519,7 +519,8 @@ class _Writer:
 
 
 def _number(value: float, integer: bool) -> str:
-    if integer or float(value).is_integer():
+    """A number as YAML writes it: whole ones without a fraction, huge ones in exponent form."""
+    if (integer or float(value).is_integer()) and abs(value) < 1e15:
         return str(int(value))
     return repr(float(value))
 
@@ -571,6 +572,7 @@ def infer_spec(
         raise ValueError(
             f"--label {label!r}: {csv_path} has no such column (its columns: {', '.join(header)})"
         )
+    sensitive = list(dict.fromkeys(sensitive))  # each attribute once
     for column in sensitive:
         if column not in header:
             raise ValueError(f"--sensitive {column!r}: {csv_path} has no such column")
@@ -591,9 +593,7 @@ def infer_spec(
     if label_profile.is_numeric or label_profile.type == "timestamp":  # two numbers: a categorical label
         counts = _value_counts(table.column(label))
     positive = choose_positive(csv_path, label, counts, positive_class)
-    label_code = label_profile.code or (
-        label_profile.type == "integer" and all(re.fullmatch(r"-?(0|[1-9][0-9]*)", v) for v in counts)
-    )
+    label_code = label_profile.code or (label_profile.type == "integer" and all(map(is_integer_code, counts)))
     profiles[label] = ColumnProfile(
         name=label,
         type="categorical",
@@ -616,7 +616,7 @@ def infer_spec(
     if not numeric and not categorical:
         raise ValueError(f"{csv_path}: no column is left to be a feature ({'; '.join(excluded.values())})")
     attributes = _sensitive_groups(table, profiles, sensitive, size_for(table.num_rows).test_rows)
-    sizing = size_for(table.num_rows, [shares[1] for _, _, shares in attributes if len(shares) > 1])
+    sizing = size_for(table.num_rows, [shares[-1] for _, _, shares in attributes if len(shares) > 1])
     text = _render(
         csv_path=csv_path,
         spec_path=spec_path,
@@ -785,7 +785,7 @@ def _render(
         "Review it (the comments say how each value was chosen), then run `mlops check-spec` on it\n"
         "and point MLOPS_DATASET_SPEC at it."
     )
-    w.line(f"name: {name}", "the dataset's name (tables, Feast project, MLflow experiment)")
+    w.line(f"name: {scalar(name)}", "the dataset's name (tables, Feast project, MLflow experiment)")
     w.line(
         f"description: {scalar(f'Predict {label} == {positive} from {csv_path.name}.')}",
         "what the model predicts",
@@ -798,11 +798,11 @@ def _render(
     where = "absolute: far from this file" if Path(source).is_absolute() else "relative to this file's folder"
     w.line(f"  path: {scalar(source)}", where)
     if id_column:
-        w.line(f"  id_column: {id_column}", "unique in every row, named like an id: the record id")
+        w.line(f"  id_column: {scalar(id_column)}", "unique in every row, named like an id: the record id")
     else:
         w.line("  id_column: null", "no unique column named id or *_id: a stable id is generated")
     if timestamp_column:
-        w.line(f"  timestamp_column: {timestamp_column}", "ISO 8601 in every row: the event time")
+        w.line(f"  timestamp_column: {scalar(timestamp_column)}", "ISO 8601 in every row: the event time")
     else:
         w.line("  timestamp_column: null", "none parses as ISO 8601: the landing day plus the row's position")
     w.blank()
@@ -824,7 +824,7 @@ def _render(
     w.blank()
 
     w.line("label:", f"positive: {share:.1%} of the labelled rows")
-    w.line(f"  column: {label}")
+    w.line(f"  column: {scalar(label)}")
     w.line(
         f"  positive_class: {category(positive, profiles[label].code)}",
         "as given (--positive-class)"
@@ -837,8 +837,8 @@ def _render(
     for column, why in excluded.items():
         if column not in (label, id_column) and why != "a timestamp":
             w.comment(f"{column} is landed, not a feature: {why}", 2)
-    w.line(f"  numeric: {flow_list(numeric, 11)}")
-    w.line(f"  categorical: {flow_list(categorical, 15)}")
+    w.line(f"  numeric: {flow_list([scalar(c) for c in numeric], 11)}")
+    w.line(f"  categorical: {flow_list([scalar(c) for c in categorical], 15)}")
     w.line("  online_ttl_days: 30", "the online store holds the last 30 days of records")
     w.line("  online_write_batch_size: 10000", "rows per online-store write")
     w.blank()
@@ -885,7 +885,7 @@ def _render(
     )
     w.blank()
 
-    _render_gates(w, sizing)
+    _render_gates(w, sizing, attributes)
     w.blank()
     _render_monitoring(w, sizing)
     w.blank()
@@ -924,15 +924,16 @@ def _render_column(w: _Writer, column: str, profile: ColumnProfile, excluded: di
             ", ".join(repr(m) for m in profile.markers) + " kept as categories: only an empty cell is missing"
         )
     comment = "; ".join(notes)
-    head = f"  {column}: {{{', '.join(fields)}"
+    head = f"  {scalar(column)}: {{{', '.join(fields)}"
     one_line = head + (f", domain: {flow_list(domain, 0, 10**9)}" if domain else "") + "}"
     if len(one_line) <= 96:
         w.line(one_line, comment)
         return
-    w.line(f"  {column}:", comment)
+    w.line(f"  {scalar(column)}:", comment)
     for item in fields:
         w.line(f"    {item}")
-    w.line(f"    domain: {flow_list(domain, 13)}")
+    if domain:
+        w.line(f"    domain: {flow_list(domain, 13)}")
 
 
 def _render_training(w: _Writer, sizing: Sizing) -> None:
@@ -979,7 +980,7 @@ def _render_sensitive(
     )
     w.line("sensitive_attributes:")
     for column, edges, shares in attributes:
-        w.line(f"  - column: {column}")
+        w.line(f"  - column: {scalar(column)}")
         if edges is not None and edges:
             shown_edges = ", ".join(_number(e, False) for e in edges)
             w.line(
@@ -994,7 +995,9 @@ def _render_sensitive(
         )
 
 
-def _render_gates(w: _Writer, sizing: Sizing) -> None:
+def _render_gates(
+    w: _Writer, sizing: Sizing, attributes: list[tuple[str, list[float] | None, list[float]]]
+) -> None:
     test = _count(sizing.test_rows)
     w.comment(
         f"Gates judged on the test split (about {test} rows of the reference period). Noise shrinks\n"
@@ -1018,10 +1021,24 @@ def _render_gates(w: _Writer, sizing: Sizing) -> None:
     )
     w.line(
         f"  min_group_size: {sizing.min_group_size}",
-        "test rows a group needs to count in gaps: test rows / 20 within [5, 50], at most half the "
-        "second-largest sensitive group's",
+        f"test rows a group needs to count in gaps: test rows / 20 within [{MIN_GROUP_FLOOR}, 50], at "
+        f"most half the smallest sensitive group's (unless that is under {MIN_GROUP_FLOOR})",
     )
-    w.line("  on_unmeasurable: fail", "a gated gap that too small groups leave unmeasured fails")
+    rare = [
+        column
+        for column, _, shares in attributes
+        if shares and shares[-1] * sizing.test_rows < 2 * sizing.min_group_size
+    ]
+    if rare:
+        w.comment(
+            f"{', '.join(rare)}: some groups are too rare for min_group_size test rows: their gaps "
+            "cannot be measured, so the gate\nwarns (naming them) instead of failing; it still fails "
+            "when no gated gap can be measured.",
+            2,
+        )
+        w.line("  on_unmeasurable: warn")
+    else:
+        w.line("  on_unmeasurable: fail", "a gated gap that too small groups leave unmeasured fails")
     w.line("  bootstrap_samples: 500")
     w.line("  max_drift_share: 0.3", "drift: more than this share of the features drifted")
 
@@ -1064,6 +1081,8 @@ def write_spec(
     CSV); an existing file is kept unless `force`."""
     csv_path = Path(csv_path)
     output = Path(output) if output is not None else default_output(csv_path)
+    if output.resolve() == csv_path.resolve():
+        raise ValueError(f"-o {output}: that is the data file; write the spec to a .yaml file")
     if output.exists() and not force:
         raise FileExistsError(f"-o {output} exists: pass --force to overwrite it")
     if not output.parent.is_dir():

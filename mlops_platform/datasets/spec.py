@@ -27,21 +27,35 @@ class SpecError(ValueError):
     """A dataset spec that cannot be used; the message names the file and the field."""
 
 
-def category_text(value: object) -> str:
-    """A category value as the landed CSV holds it: YAML's `1` and `1.0` are the code `1`.
+_INTEGER_CODE = re.compile(r"-?(0|[1-9][0-9]*)")
+_LARGEST_CODE = 2**53  # beyond it a float no longer holds every integer
 
-    Booleans are refused: YAML reads unquoted yes/no/on/off/true/false as booleans, so the
-    text the user meant is lost; quoting it keeps it.
+
+def is_integer_code(text: str) -> bool:
+    """`0`, `17`, `-3`: the text of an integer with no sign, zero or space to spare."""
+    return _INTEGER_CODE.fullmatch(text) is not None
+
+
+def category_text(value: object) -> str:
+    """A category value as text: YAML's `1` and `1.0` are the integer code `1`, text stays as it is.
+
+    Refused: booleans (YAML reads unquoted yes/no/on/off/true/false so, and the text the user
+    meant is lost: quoting it keeps it), floats that are not whole numbers, and numbers too large
+    or not finite. Quote a category the CSV writes as `2.0`, `0.5` or `010`.
     """
     if isinstance(value, bool):
         raise ValueError(
             f"{str(value).lower()} was read as a boolean (YAML reads unquoted yes/no/on/off/true/false "
             'so): quote it, e.g. "yes"'
         )
-    if isinstance(value, int):
-        return str(value)
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        if not value.is_integer():
+            raise ValueError(f"{value!r} is not an integer code: quote a category written with a fraction")
+        value = int(value)
+    if isinstance(value, int):
+        if abs(value) > _LARGEST_CODE:
+            raise ValueError(f"{value} is too large for an integer code: quote it")
+        return str(value)
     if isinstance(value, str):
         return value
     raise ValueError(f"expected a string or a number, got {type(value).__name__}")
@@ -203,6 +217,14 @@ class SearchSpec(_Strict):
     parameters: list[Literal["learning_rate", "weight_decay", "dropout", "hidden_sizes", "batch_size"]] = (
         Field(default_factory=lambda: ["learning_rate", "weight_decay", "dropout", "hidden_sizes"])
     )
+
+    @model_validator(mode="after")
+    def _something_to_search(self) -> SearchSpec:
+        if self.trials > 0 and not self.parameters:
+            raise ValueError("parameters: name at least one parameter to search, or set trials: 0")
+        if len(set(self.parameters)) != len(self.parameters):
+            raise ValueError("parameters: a parameter is listed twice")
+        return self
 
 
 class TrainingSpec(_Strict):
@@ -384,6 +406,8 @@ class DatasetSpec(_Strict):
             raise ValueError("features: a column is listed twice")
         for i, attr in enumerate(self.sensitive_attributes):
             self._require_column(f"sensitive_attributes.{i}.column", attr.column)
+            if attr.column in [a.column for a in self.sensitive_attributes[:i]]:
+                raise ValueError(f"sensitive_attributes.{i}.column: {attr.column!r} is listed twice")
             if attr.bins is not None and not self.columns[attr.column].is_numeric:
                 raise ValueError(f"sensitive_attributes.{i}.bins: {attr.column!r} is not numeric")
         from mlops_platform.lib.landing import Shift

@@ -45,11 +45,15 @@ def _arrow_text(cells: pd.Series) -> pa.Array:
 
 
 def _number_format(text: pa.Array, kind: str) -> pa.Array:
-    """`NUMBER_PATTERNS[kind]` matched by Arrow (RE2, where `$` is Python's `\\Z`); False for nulls."""
+    """`NUMBER_PATTERNS[kind]` matched by Arrow; False for nulls."""
+    return matches_pattern(text, NUMBER_PATTERNS[kind])
+
+
+def matches_pattern(text: pa.Array, pattern: str) -> pa.Array:
+    """A Python regular expression matched by Arrow (RE2, where `$` is Python's `\\Z`); False for nulls."""
     import pyarrow.compute as pc
 
-    pattern = NUMBER_PATTERNS[kind].replace("\\Z", "$")
-    return pc.fill_null(pc.match_substring_regex(text, pattern), False)
+    return pc.fill_null(pc.match_substring_regex(text, pattern.replace("\\Z", "$")), False)
 
 
 def parse_timestamps(cells: pd.Series) -> pd.Series:

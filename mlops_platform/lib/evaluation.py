@@ -23,6 +23,9 @@ CALIBRATION_BINS = 10
 SCORING_ROWS = 65_536  # rows scored at once when a split is read in chunks
 EXACT_BOOTSTRAP_ROWS = 20_000  # up to this many rows the bootstrap resamples rows; above, histogram cells
 HISTOGRAM_BINS = 4096  # score quantile bins of the histogram bootstrap
+# A metric undefined in more resamples than this (one class only: no ROC AUC) gets no interval:
+# the defined ones alone would be a biased, too narrow interval.
+MAX_UNDEFINED_SHARE = 0.01
 _BOOTSTRAP_CELLS = 2_000_000  # resampled cells held at once (resamples x cells)
 
 
@@ -128,7 +131,8 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: fl
 class MetricIntervals:
     """Percentile bootstrap 95% intervals of the classification metrics on one split."""
 
-    intervals: dict[str, tuple[float, float]]  # metric -> (ci_low, ci_high); NaN when never defined
+    intervals: dict[str, tuple[float, float]]  # metric -> (ci_low, ci_high); NaN: not measured
+    undefined: dict[str, float]  # metric -> share of resamples in which it was undefined
     method: str  # "rows" (rows resampled) or "histogram" (label x score-bin cells resampled)
     samples: int
     cells: int  # the cells resampled: distinct (score, label) pairs, or filled histogram cells
@@ -221,7 +225,9 @@ def bootstrap_intervals(
     exact_rows: int = EXACT_BOOTSTRAP_ROWS,
     bins: int = HISTOGRAM_BINS,
 ) -> MetricIntervals:
-    """Percentile bootstrap 95% intervals of every metric in `CLASSIFICATION_METRICS`.
+    """Percentile bootstrap 95% intervals of every metric in `CLASSIFICATION_METRICS`; NaN for a
+    metric undefined in more than MAX_UNDEFINED_SHARE of the resamples (a split with few
+    positives has resamples of one class), which a gate judging the interval then cannot pass.
 
     Up to `exact_rows` rows: a plain bootstrap, `samples` times `rng.integers(0, n, n)` (the
     draws a numpy row bootstrap with the same seed makes), each resample's metrics computed
@@ -273,14 +279,19 @@ def bootstrap_intervals(
             counts = rng.multinomial(n, cells.counts.ravel() / n, size=count)
         for name, values in _metrics_from_counts(cells, counts.reshape(count, -1, 2)).items():
             drawn[name].append(values)
-    intervals = {}
+    intervals, undefined = {}, {}
     for name in CLASSIFICATION_METRICS:
         values = np.concatenate(drawn[name]) if drawn[name] else np.empty(0)
-        values = values[np.isfinite(values)]
-        low, high = np.percentile(values, [2.5, 97.5]) if len(values) else (math.nan, math.nan)
+        finite = values[np.isfinite(values)]
+        undefined[name] = 1.0 - len(finite) / max(len(values), 1)
+        if len(finite) and undefined[name] <= MAX_UNDEFINED_SHARE:
+            low, high = np.percentile(finite, [2.5, 97.5])
+        else:
+            low, high = math.nan, math.nan
         intervals[name] = (float(low), float(high))
     return MetricIntervals(
         intervals=intervals,
+        undefined=undefined,
         method="rows" if exact else "histogram",
         samples=samples,
         cells=int((cells.counts > 0).sum()),

@@ -66,7 +66,9 @@ def _group_codes(groups: pd.Series) -> tuple[list[str], np.ndarray]:
     """Group names (category order for a categorical, sorted otherwise) and each row's code."""
     if isinstance(groups.dtype, pd.CategoricalDtype):
         codes = groups.cat.codes.to_numpy()
-        present = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(groups.cat.categories)))
+        if (codes < 0).any():
+            raise ValueError("every row needs a group: missing values too (group_values gives them one)")
+        present = np.flatnonzero(np.bincount(codes, minlength=len(groups.cat.categories)))
         remap = np.full(len(groups.cat.categories), -1)
         remap[present] = np.arange(len(present))
         return [str(groups.cat.categories[i]) for i in present], remap[codes]

@@ -11,6 +11,7 @@ on the machine's speed).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -86,7 +87,8 @@ def search(
     """Run up to `trials` trials varying `parameters` around `base`; the lowest validation loss wins.
 
     `load` gives the training data for a trial's parameters (its batch size may differ).
-    `on_trial` is called after each trial (to log it). Raises ValueError when no trial completed.
+    `on_trial` is called after each trial (to log it). A trial whose validation loss is never
+    finite (it diverged) fails and the search goes on. Raises ValueError when no trial completed.
     """
     import optuna
 
@@ -109,7 +111,8 @@ def search(
         record.state = state
         record.seconds = time.perf_counter() - started
         losses = [epoch["validation_loss"] for epoch in record.history]
-        if losses:
+        losses = [loss if math.isfinite(loss) else math.inf for loss in losses]
+        if losses and min(losses) < math.inf:
             record.value = min(losses)
             record.best_epoch = losses.index(record.value) + 1
         done.append(record)
@@ -146,8 +149,9 @@ def search(
         except Exception:
             finish(record, "FAIL", started)
             raise
-        finish(record, "COMPLETE", started)
-        return record.value
+        diverged = not any(math.isfinite(e["validation_loss"]) for e in record.history)
+        finish(record, "FAIL" if diverged else "COMPLETE", started)
+        return math.nan if diverged else record.value  # NaN: Optuna fails the trial and goes on
 
     study.optimize(
         objective,
@@ -157,7 +161,11 @@ def search(
     )
     completed = [t for t in done if t.state == "COMPLETE"]
     if not completed:
-        raise ValueError(f"no trial of {len(done)} completed; see the trials' logs")
+        states = ", ".join(f"{[t.state for t in done].count(x)} {x.lower()}" for x in ("PRUNED", "FAIL"))
+        raise ValueError(
+            f"no trial of {len(done)} completed ({states}; a failed trial never reached a finite "
+            "validation loss): see the trials' runs in MLflow"
+        )
     best = next(t for t in completed if t.number == study.best_trial.number)
     return SearchResult(best=best, trials=sorted(done, key=lambda t: t.number))
 

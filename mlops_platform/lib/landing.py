@@ -216,11 +216,12 @@ def _header(path: Path, header: list[str]) -> list[str]:
     """The header record, checked: a name for every column, none twice."""
     if not header:
         raise LandingFileError(f"{path}: line 1 is empty; line 1 must be the header naming the columns")
-    _check_header(path, header)
+    check_header(path, header)
     return header
 
 
-def _check_header(path: Path, header: list[str]) -> None:
+def check_header(path: Path, header: list[str]) -> None:
+    """Every column of a CSV header has a name, and none is named twice."""
     seen: dict[str, int] = {}
     for position, name in enumerate(header, start=1):
         if not name.strip():
@@ -244,9 +245,18 @@ def read_landing_file(path: Path) -> pd.DataFrame:
     return landed.text
 
 
+def read_csv_text(path: Path, rows: int | None = None, header: list[str] | None = None) -> pd.DataFrame:
+    """A CSV as the platform reads it: every cell text, only an empty cell missing; the first
+    `rows` rows (None: all), the columns in `header`'s order when given."""
+    frame = pd.read_csv(
+        path, dtype=str, keep_default_na=False, na_values=[""], nrows=rows, index_col=False, encoding="utf-8"
+    )
+    return frame if header is None else frame.reindex(columns=header)
+
+
 def load_source(spec: DatasetSpec) -> pd.DataFrame:
     """The spec's source, as text, shuffled with the simulation seed (one fixed order)."""
-    frame = pd.read_csv(spec.source.path, dtype=str, keep_default_na=False, na_values=[""])
+    frame = read_csv_text(spec.source.path)
     order = np.random.default_rng(spec.simulation.seed).permutation(len(frame))
     return frame.iloc[order].reset_index(drop=True)
 

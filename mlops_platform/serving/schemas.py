@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.datasets.spec import DatasetSpec, is_integer_code
 from mlops_platform.serving.traffic import CanaryOwner
 from mlops_platform.serving.validation import ENTITY_FIELD, V2_NUMERIC_TYPES, InvalidRequest
 
@@ -89,7 +89,7 @@ def _feature_schema(spec: DatasetSpec, name: str) -> dict[str, Any]:
         schema = {"type": "string"}
         if column.domain is not None:
             schema["enum"] = list(column.domain)
-            if all(v.lstrip("-").isdigit() for v in column.domain):  # integer codes: numbers too
+            if all(map(is_integer_code, column.domain)):  # integer codes: numbers too
                 schema = {"anyOf": [schema, {"type": "integer", "enum": [int(v) for v in column.domain]}]}
     return {"anyOf": [schema, {"type": "null"}]} if column.nullable else schema
 

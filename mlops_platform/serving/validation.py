@@ -10,20 +10,19 @@ values as strings (None = missing), both in the spec's feature order.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mlops_platform.datasets.spec import ColumnSpec, DatasetSpec
+from mlops_platform.datasets.spec import ColumnSpec, DatasetSpec, is_integer_code
 
 ENTITY_FIELD = "record_id"  # the Feast entity key: an instance may carry only this
 V2_NUMERIC_TYPES = frozenset(
     {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64"}
 )
+V2_INTEGER_TYPES = frozenset(t for t in V2_NUMERIC_TYPES if "INT" in t)
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # numeric features reach the model as float32
-_INTEGER_TEXT = re.compile(r"^-?[0-9]+$")
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -97,7 +96,7 @@ class _Column:
         self.high = spec.max
         self.domain = frozenset(spec.domain) if spec.domain is not None else None
         # A domain of integer codes (`0`, `1`, `2`): a JSON number is as good as its text.
-        self.integer_codes = self.domain is not None and all(_INTEGER_TEXT.match(v) for v in self.domain)
+        self.integer_codes = self.domain is not None and all(map(is_integer_code, self.domain))
 
     def numeric(self, value: Any, field: str) -> float:
         if value is None:
@@ -277,6 +276,13 @@ class RequestValidator:
                     f"{_short(datatype)}: a categorical feature needs BYTES"
                     + (" or INT*" if self._categorical_by_name[name].integer_codes else ""),
                 )
+            if not numeric and datatype in V2_INTEGER_TYPES:
+                bad = next((i for i, v in enumerate(data) if type(v) is not int and v is not None), None)
+                if bad is not None:
+                    raise InvalidRequest(
+                        f"{where}.data[{bad}]",
+                        f"expected an integer code ({datatype}), got {describe(data[bad])}",
+                    )
             if rows is not None and len(data) != rows:
                 raise InvalidRequest(f"{where}.data", f"has {len(data)} rows; other inputs have {rows}")
             rows = len(data)
@@ -294,7 +300,7 @@ class RequestValidator:
 
     def _integer_coded(self, name: str, datatype: str) -> bool:
         """An INT* tensor for a categorical feature whose domain is integer codes."""
-        return datatype.startswith(("INT", "UINT")) and self._categorical_by_name[name].integer_codes
+        return datatype in V2_INTEGER_TYPES and self._categorical_by_name[name].integer_codes
 
     @staticmethod
     def _v2_numeric(column: _Column, data: list) -> np.ndarray:

@@ -62,7 +62,10 @@ def gate_line(
     name: str, value: float, ci_low: float, ci_high: float, limit: float, floor: bool, verdict: dict
 ) -> str:
     """`roc_auc 0.812 [95% CI 0.740, 0.880] >= 0.8 (judged on: point)`."""
-    interval = f"[95% CI {_number(ci_low, 3)}, {_number(ci_high, 3)}]"
+    measured = all(v is not None and math.isfinite(v) for v in (ci_low, ci_high))
+    interval = (
+        f"[95% CI {_number(ci_low, 3)}, {_number(ci_high, 3)}]" if measured else "[95% CI not measured]"
+    )
     judged = verdict["judged_on"]
     if judged != "point":
         judged = f"{judged} {_number(verdict['judged_value'], 3)}"
@@ -183,6 +186,9 @@ def build_evaluation_asset(
                     "samples": bootstrap.samples,
                     "cells": bootstrap.cells,
                     "seed": BOOTSTRAP_SEED,
+                    # share of resamples a metric was undefined in (one class only); above
+                    # lib.evaluation.MAX_UNDEFINED_SHARE its interval is not measured
+                    "undefined": {m: round(v, 4) for m, v in bootstrap.undefined.items() if v > 0},
                 },
                 "baseline_metrics": baseline_metrics,
                 "plots": {k: str(v) for k, v in plots.items()},
@@ -355,10 +361,11 @@ def build_evaluation_asset(
     def beats_baseline(model_evaluation: dict) -> dg.AssetCheckResult:
         baseline = model_evaluation.get("baseline_metrics")
         tolerance = gates.baseline_tolerance
-        if not baseline:
+        if not baseline:  # trained_model always trains one: a model without it was not made here
             return dg.AssetCheckResult(
-                passed=True,
-                description="no baseline artifact for this model: nothing to compare (not evaluated)",
+                passed=False,
+                description="not evaluated: this model has no baseline artifact to compare with; "
+                "retrain it (trained_model trains the baseline beside the model)",
                 metadata={"evaluated": False, "tolerance": dg.MetadataValue.float(tolerance)},
             )
         ours = model_evaluation["validation_metrics"]["roc_auc"]

@@ -205,14 +205,15 @@ def build_fairness_asset(
                 metadata={"evaluated": False, **metadata},
             )
         evaluated = any(r["evaluated"] for r in results)
-        blocked = bool(unmeasurable) and gates.on_unmeasurable == "fail"
+        # `warn` covers gaps left partly unmeasured; a gate that measured no gated gap at all fails
+        blocked = bool(unmeasurable) and (gates.on_unmeasurable == "fail" or not evaluated)
         parts = []
         if failed:
             parts.append("over the limit: " + "; ".join(failed))
         if unmeasurable:
-            prefix = (
-                "not measurable" if gates.on_unmeasurable == "fail" else "warning (on_unmeasurable: warn)"
-            )
+            prefix = "warning (on_unmeasurable: warn)" if not blocked else "not measurable"
+            if not evaluated and gates.on_unmeasurable == "warn":
+                prefix = "no gated gap could be measured (on_unmeasurable: warn does not pass that)"
             parts.append(f"{prefix}: " + "; ".join(unmeasurable))
         if passed_lines:
             parts.append(

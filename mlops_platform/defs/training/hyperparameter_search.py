@@ -9,7 +9,7 @@ from pydantic import Field
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.evaluation import images_markdown
-from mlops_platform.defs.training.params import spec_params
+from mlops_platform.defs.training.params import resolve_params, search_fingerprint
 from mlops_platform.defs.training.training_set_reads import TABLE, load_splits, training_set_version
 from mlops_platform.lib import warehouse
 from mlops_platform.lib.training_params import TrainingParams
@@ -64,7 +64,7 @@ def build_hyperparameter_search_asset(settings: Settings, spec: DatasetSpec) -> 
         from mlops_platform.lib.hyperparameter_search import Trial, plot_trials, search, trials_table
         from mlops_platform.lib.training import choose_device
 
-        base = spec_params(spec)
+        base = resolve_params(spec)
         device = choose_device("auto")
         data_version = training_set_version(settings.warehouse_path)
         tags = {
@@ -141,6 +141,7 @@ def build_hyperparameter_search_asset(settings: Settings, spec: DatasetSpec) -> 
             {
                 "searched": True,
                 "best_params": result.best_params,
+                "fingerprint": search_fingerprint(spec, data_version),
                 "best_trial": result.best.number,
                 "best_validation_loss": result.best.value,
                 "trials": len(result.trials),

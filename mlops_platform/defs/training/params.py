@@ -1,6 +1,8 @@
 """Where a training run's hyperparameters come from: the spec's `training` section, then the
 best trial of `hyperparameter_search` for the parameters it searched, then the run's config."""
 
+import hashlib
+import json
 from typing import Any, Literal
 
 import dagster as dg
@@ -14,7 +16,7 @@ class TrainingConfig(dg.Config):
     """Per-run overrides of the spec's `training` section, settable from the launchpad or
     `--config`; a field left null keeps the searched or the spec's value."""
 
-    hidden_sizes: list[int] | None = None
+    hidden_sizes: list[int] | None = None  # [] is a linear model
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
     optimizer: str | None = None  # adamw | sgd (Dagster config has no optional Literal)
     learning_rate: float | None = Field(None, gt=0.0)
@@ -26,6 +28,13 @@ class TrainingConfig(dg.Config):
     class_weighting: str | None = None  # none | balanced
     time_budget_minutes: float | None = Field(None, gt=0.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("hidden_sizes")
+    @classmethod
+    def _positive_widths(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(width < 1 for width in value):
+            raise ValueError(f"hidden_sizes {value}: every layer needs at least 1 unit")
+        return value
 
     @field_validator("optimizer", "class_weighting")
     @classmethod
@@ -40,12 +49,20 @@ class TrainingConfig(dg.Config):
         return {k: v for k, v in self.model_dump(exclude={"device"}).items() if v is not None}
 
 
-def spec_params(spec: DatasetSpec) -> TrainingParams:
-    """The spec's `training` values (batch size, epochs and patience may still be automatic)."""
-    return TrainingParams(**spec.training.model_dump(exclude={"search"}))
-
-
-def resolve_params(spec: DatasetSpec, searched: dict[str, Any], config: TrainingConfig) -> TrainingParams:
+def resolve_params(
+    spec: DatasetSpec, searched: dict[str, Any] | None = None, config: TrainingConfig | None = None
+) -> TrainingParams:
     """The spec's values, replaced by the searched ones, replaced by the run's config."""
-    values = {**spec.training.model_dump(exclude={"search"}), **searched, **config.overrides()}
-    return TrainingParams(**values)
+    overrides = config.overrides() if config is not None else {}
+    return TrainingParams(**{**spec.training.model_dump(exclude={"search"}), **(searched or {}), **overrides})
+
+
+def search_fingerprint(spec: DatasetSpec, training_set_version: str) -> str:
+    """What a search result holds for: the spec's training values, the parameters searched and
+    the data. `trained_model` refuses a search result made for anything else."""
+    basis = {
+        "training": spec.training.model_dump(mode="json", exclude={"search"}),
+        "parameters": sorted(spec.training.search.parameters),
+        "training_set_version": training_set_version,
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]

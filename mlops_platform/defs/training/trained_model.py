@@ -8,7 +8,7 @@ import dagster as dg
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.model_ref import ModelRef
-from mlops_platform.defs.training.params import TrainingConfig, resolve_params
+from mlops_platform.defs.training.params import TrainingConfig, resolve_params, search_fingerprint
 from mlops_platform.defs.training.training_set_reads import (
     TABLE,
     load_splits,
@@ -55,9 +55,15 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
         from mlops_platform.lib.training import choose_device, fit, predict_source
         from mlops_platform.lib.training_batches import ParquetBatches, select_sql
 
-        searched = hyperparameter_search.get("best_params", {})
-        requested = resolve_params(spec, searched, config)
         data_version = training_set_version(settings.warehouse_path)
+        searched = hyperparameter_search["best_params"] if hyperparameter_search["searched"] else {}
+        if searched and hyperparameter_search["fingerprint"] != search_fingerprint(spec, data_version):
+            raise dg.Failure(
+                "hyperparameter_search's result was found for other training values or another "
+                "training_set: materialize hyperparameter_search again (retrain_model does), or set "
+                "its trials to 0"
+            )
+        requested = resolve_params(spec, searched, config)
         device = choose_device(config.device)
         tags = {
             "dagster.run_id": context.run.run_id,
@@ -126,7 +132,10 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
                     settings.models_dir / run.info.run_id / "model.pt",
                 )
                 mlflow_api.log_metrics({"best_epoch": outcome.best_epoch, "decision_threshold": threshold})
-                baseline = fit(dataclasses.replace(data, params=baseline_params(params)), device=device)
+                baseline = fit(
+                    dataclasses.replace(data, params=baseline_params(resolve_params(spec), params)),
+                    device=device,
+                )
                 baseline_scores, _ = predict_source(baseline.net, data.validation)
                 baseline_artifact = save_artifact(
                     baseline.net,
@@ -203,6 +212,14 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
     return trained_model
 
 
-def baseline_params(params: TrainingParams) -> TrainingParams:
-    """The logistic-regression baseline: the model's parameters with no hidden layer or dropout."""
-    return dataclasses.replace(params, hidden_sizes=[], dropout=0.0)
+def baseline_params(spec_values: TrainingParams, model: TrainingParams) -> TrainingParams:
+    """The logistic-regression baseline: no hidden layer or dropout, the spec's optimizer
+    settings (never the searched ones, fitted to the network), the model's batches and epochs."""
+    return dataclasses.replace(
+        model,
+        hidden_sizes=[],
+        dropout=0.0,
+        optimizer=spec_values.optimizer,
+        learning_rate=spec_values.learning_rate,
+        weight_decay=spec_values.weight_decay,
+    )
