@@ -28,6 +28,20 @@ def sensor_settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def landed_home(tmp_path_factory) -> Path:
+    """The data half of a 2,000-row Adult slice (4 days of 500 rows), materialized once per
+    session; tests train on copies of it (`pipeline.copy_landed`)."""
+    from mlops_platform_tests.pipeline import land_reference, run_pipeline
+
+    root = tmp_path_factory.mktemp("landed")
+    settings = Settings(home=root / "home", dataset_spec_path=write_adult_spec(root / "spec", 500, 4))
+    days = land_reference(settings)
+    with dg.instance_for_test() as instance:
+        assert run_pipeline(settings, instance, days[0], days[-1]).success
+    return settings.home
+
+
+@pytest.fixture(scope="session")
 def model_registry(tmp_path_factory) -> Settings:
     """An MLflow registry with real versions of the small Adult model: v1 (alias champion) and
     v2 are good; v3 fails on every request; v4 is v2's network burning ~50 ms per model call

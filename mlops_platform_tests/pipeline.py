@@ -1,6 +1,8 @@
 """Run the real data pipeline in-process on a test instance, and read what it produced."""
 
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -21,6 +23,16 @@ DATA_HALF = {
     "feature_store",
     "training_set",
 }
+
+
+def copy_landed(landed_home: Path, folder: Path, **spec_overrides: object) -> Settings:
+    """Settings over a copy of the session's landed Adult slice (the `landed_home` fixture), with
+    its spec written in `folder` with these overrides; the copy leaves MLflow and models out."""
+    from mlops_platform_tests.datasets import write_adult_spec
+
+    home = folder / "home"
+    shutil.copytree(landed_home, home, ignore=shutil.ignore_patterns("mlflow", "models", "dbt_target"))
+    return Settings(home=home, dataset_spec_path=write_adult_spec(folder / "spec", 500, 4, **spec_overrides))
 
 
 def land_reference(settings: Settings) -> list[str]:

@@ -194,7 +194,7 @@ def test_check_spec_defaults_to_mlops_dataset_spec(monkeypatch, capsys):
         ),
         (
             ["init", "{tmp}/heart.csv", "--label", "target", "-o", "{tmp}/heart.csv"],
-            "mlops init: -o {tmp}/heart.csv exists: pass --force to overwrite it",
+            "mlops init: -o {tmp}/heart.csv: that is the data file; write the spec to a .yaml file",
         ),
         (
             ["init", "{tmp}/heart.csv", "--label", "cp"],

@@ -4,7 +4,6 @@ beside every model, and checks that say when they had nothing to judge."""
 
 import dataclasses
 import math
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -21,7 +20,7 @@ from mlops_platform.lib.metric_names import CLASSIFICATION_METRICS
 from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.settings import Settings
 from mlops_platform_tests.datasets import SMALL_DATA_GATES, write_adult_spec
-from mlops_platform_tests.pipeline import checks, land_reference, materialized, run_pipeline
+from mlops_platform_tests.pipeline import checks, copy_landed, materialized
 
 # race gated; with 40 as the minimum only White has enough test rows in this 2,000-row slice
 RACE_GATED = [
@@ -91,17 +90,6 @@ def test_a_metric_undefined_in_many_resamples_gets_no_interval():
     assert result.undefined["accuracy"] == 0 and np.isfinite(result.intervals["accuracy"]).all()
 
 
-@pytest.fixture(scope="module")
-def landed_home(tmp_path_factory) -> Path:
-    """The data half of a 2,000-row Adult slice (300 test rows), materialized once."""
-    root = tmp_path_factory.mktemp("honest_gates")
-    settings = Settings(home=root / "home", dataset_spec_path=write_adult_spec(root / "spec", 500, 4))
-    days = land_reference(settings)
-    with dg.instance_for_test() as instance:
-        assert run_pipeline(settings, instance, days[0], days[-1]).success
-    return settings.home
-
-
 def _settings(home: Path, folder: Path, **overrides) -> Settings:
     return Settings(home=home, dataset_spec_path=write_adult_spec(folder, 500, 4, **overrides))
 
@@ -130,12 +118,9 @@ def _rerun(settings: Settings, instance: dg.DagsterInstance, asset: str) -> dg.E
 @pytest.fixture(scope="module")
 def trained(landed_home, tmp_path_factory):
     """One retrain on a copy of the landed home, race gated and min_group_size 40 (fail)."""
-    root = tmp_path_factory.mktemp("trained")
-    home = root / "home"
-    shutil.copytree(landed_home, home, ignore=shutil.ignore_patterns("mlflow", "models", "dbt_target"))
-    settings = _settings(
-        home,
-        root / "fail",
+    settings = copy_landed(
+        landed_home,
+        tmp_path_factory.mktemp("trained"),
         sensitive_attributes=RACE_GATED,
         gates=_gates(min_group_size=40, on_unmeasurable="fail"),
     )

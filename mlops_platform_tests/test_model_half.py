@@ -1,7 +1,6 @@
 """The model half for real: torch training tracked in MLflow, evaluation and fairness gates,
 and registration only when every gate passed."""
 
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -16,8 +15,7 @@ from mlops_platform.defs.jobs import RETRAIN_MODEL
 from mlops_platform.lib import warehouse
 from mlops_platform.lib.model_artifact import load_artifact
 from mlops_platform.settings import Settings
-from mlops_platform_tests.datasets import write_adult_spec
-from mlops_platform_tests.pipeline import checks, land_reference, materialized, run_pipeline
+from mlops_platform_tests.pipeline import checks, copy_landed, materialized
 
 MODEL_HALF = {
     "training_set",
@@ -29,23 +27,8 @@ MODEL_HALF = {
 }
 
 
-@pytest.fixture(scope="module")
-def landed_home(tmp_path_factory) -> Path:
-    """The data half of a 2,000-row Adult slice, materialized once for this module."""
-    root = tmp_path_factory.mktemp("model_half")
-    settings = Settings(home=root / "home", dataset_spec_path=write_adult_spec(root / "spec", 500, 4))
-    days = land_reference(settings)
-    with dg.instance_for_test() as instance:
-        assert run_pipeline(settings, instance, days[0], days[-1]).success
-    return settings.home
-
-
 def _settings(landed_home: Path, tmp_path: Path, **spec_overrides) -> Settings:
-    home = tmp_path / "home"
-    shutil.copytree(landed_home, home, ignore=shutil.ignore_patterns("mlflow", "models", "dbt_target"))
-    return Settings(
-        home=home, dataset_spec_path=write_adult_spec(tmp_path / "spec", 500, 4, **spec_overrides)
-    )
+    return copy_landed(landed_home, tmp_path, **spec_overrides)
 
 
 def _retrain(

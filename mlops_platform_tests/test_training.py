@@ -178,3 +178,17 @@ def test_a_missing_category_scores_as_the_training_data_wrote_it(tmp_path):
     assert np.allclose(served, load_artifact(path).predict_proba(scoring), atol=1e-6)
     with_token = scoring.assign(c=[MISSING_CATEGORY, MISSING_CATEGORY, "zzz", "a"])
     assert np.allclose(served, load_artifact(path).predict_proba(with_token), atol=1e-6)
+
+
+def test_integer_codes_score_the_same_as_text_ints_or_floats_with_missing_values():
+    """A DataFrame read by pandas holds integer codes as int64, or as float64 once a value is
+    missing (`2.0`): each scores as the code's text the model was trained on, never as unknown."""
+    train = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["1", "2", "3", MISSING_CATEGORY]})
+    encoder = FeatureEncoder.fit(train, ["x"], ["c"])
+    as_text = encoder.category_indices(pd.DataFrame({"c": ["2", None, "3", "7"]}))
+    as_floats = encoder.category_indices(pd.DataFrame({"c": [2.0, np.nan, 3.0, 7.0]}))
+    as_ints = encoder.category_indices(pd.DataFrame({"c": [2, 1, 3, 7]}))
+    assert as_floats.tolist() == as_text.tolist()
+    assert as_ints[[0, 2, 3]].tolist() == as_text[[0, 2, 3]].tolist()
+    assert as_text[3, 0] == UNKNOWN_INDEX and as_text[0, 0] != UNKNOWN_INDEX
+    assert encoder.category_indices(pd.DataFrame({"c": [2.5]}))[0, 0] == UNKNOWN_INDEX

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from mlflow import MlflowClient
 
 from mlops_platform.definitions import build_definitions
@@ -16,9 +15,7 @@ from mlops_platform.lib.hyperparameter_search import search
 from mlops_platform.lib.model_artifact import load_artifact
 from mlops_platform.lib.training import choose_device, load_training_data
 from mlops_platform.lib.training_params import MIN_STEPS, TrainingParams, auto_batch_size, auto_patience
-from mlops_platform.settings import Settings
-from mlops_platform_tests.datasets import write_adult_spec
-from mlops_platform_tests.pipeline import land_reference, materialized, run_pipeline, table
+from mlops_platform_tests.pipeline import copy_landed, materialized, table
 
 
 @pytest.mark.parametrize("rows", [128, 148, 150, 300, 1_000, 5_000, 50_000, 1_000_000, 10_000_000])
@@ -134,28 +131,12 @@ def test_the_sgd_optimizer_trains(tmp_path):
     assert result.best.state == "COMPLETE" and result.best.value < 0.69  # below a coin's log loss
 
 
-def _spec_with(tmp_path, training: dict) -> Settings:
-    spec = write_adult_spec(tmp_path / "spec", 150, 4)
-    raw = yaml.safe_load(spec.read_text())
-    raw["training"] = {**raw["training"], **training}
-    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return Settings(home=tmp_path / "home", dataset_spec_path=spec)
-
-
-def test_a_retrain_without_run_config_trains_with_the_spec_and_the_search(tmp_path, instance):
+def test_a_retrain_without_run_config_trains_with_the_spec_and_the_search(landed_home, tmp_path, instance):
     """What a sensor or schedule launches (no run config) trains with the spec's `training`
     values and the search's best trial; a run's config still overrides one value."""
-    settings = _spec_with(
-        tmp_path,
-        {
-            "hidden_sizes": [8],
-            "epochs": 3,
-            "seed": 4,
-            "search": {"trials": 3, "timeout_minutes": None, "parameters": ["learning_rate", "dropout"]},
-        },
-    )
-    days = land_reference(settings)
-    assert run_pipeline(settings, instance, days[0], days[-1]).success
+    training = {"hidden_sizes": [8], "epochs": 3, "seed": 4}
+    search = {"trials": 3, "timeout_minutes": None, "parameters": ["learning_rate", "dropout"]}
+    settings = copy_landed(landed_home, tmp_path, training={**training, "search": search})
     defs = build_definitions(settings)
     result = defs.resolve_job_def(RETRAIN_MODEL).execute_in_process(instance=instance, raise_on_error=False)
     assert {"hyperparameter_search", "trained_model"} <= materialized(result)

@@ -121,7 +121,7 @@ class FeatureEncoder:
                 table = [lookup.get(value, UNKNOWN_INDEX) for value in distinct]
                 indices[:, j] = np.array([*table, missing], dtype=np.int64)[codes]  # code -1: missing
             else:
-                indices[:, j] = column.astype(str).map(lookup).fillna(UNKNOWN_INDEX).to_numpy(dtype=np.int64)
+                indices[:, j] = _as_text(column).map(lookup).fillna(UNKNOWN_INDEX).to_numpy(dtype=np.int64)
                 indices[column.isna().to_numpy(), j] = missing
         return indices
 
@@ -156,3 +156,15 @@ def _arrow_indices(column: pa.Array, vocabulary: list[str]) -> np.ndarray:
     if column.null_count:
         indices[column.is_null().to_numpy(zero_copy_only=False)] = missing
     return indices
+
+
+def _as_text(column: pd.Series) -> pd.Series:
+    """Category values as text: whole floats as their integer (`2.0` -> `2`: pandas reads a column
+    of integer codes with a missing value as floats), anything else as `astype(str)` writes it."""
+    if not pd.api.types.is_float_dtype(column):
+        return column.astype(str)
+    values = column.to_numpy(dtype=np.float64)
+    whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2**53)
+    text = column.astype(str)
+    text[whole] = values[whole].astype(np.int64).astype(str)
+    return text
