@@ -1,5 +1,5 @@
 """Your own data, as a new user brings it: a tiny CSV the platform has never seen (about 300
-rows, integer-coded categories, nulls, no id or timestamp) goes through `mlops init` ->
+rows, integer-coded categories, nulls, its own visit ids and times) goes through `mlops init` ->
 `mlops check-spec` -> `data_pipeline` -> `retrain_model` -> `deploy_model` -> a 200 prediction,
 with no edit of the generated spec and no run config."""
 
@@ -14,14 +14,23 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from mlops_platform.settings import Settings
-from mlops_platform_tests.pipeline import checks, deploy, land_reference, materialized, retrain, run_pipeline
+from mlops_platform_tests.pipeline import (
+    checks,
+    deploy,
+    land_reference,
+    materialized,
+    retrain,
+    run_pipeline,
+    table,
+)
 from mlops_platform_tests.serving import start_server
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 
 
 def write_clinic_csv(path: Path, rows: int = 303, seed: int = 5) -> Path:
-    """A heart-disease-like table: integer codes (sex, cp, thal), nulls, a float, a 0/1 label."""
+    """A heart-disease-like table: a visit id and time, integer codes (sex, cp, thal), nulls, a
+    float, a 0/1 label."""
     rng = np.random.default_rng(seed)
     age = rng.integers(29, 78, rows)
     sex = rng.choice([0, 1], rows, p=[0.35, 0.65])
@@ -33,6 +42,10 @@ def write_clinic_csv(path: Path, rows: int = 303, seed: int = 5) -> Path:
     target = (rng.random(rows) < 1 / (1 + np.exp(-(risk - 1.6) * 1.5))).astype(int)
     frame = pd.DataFrame(
         {
+            "visit_id": [f"V{i:04d}" for i in range(rows)],
+            "visit_time": pd.date_range("2025-03-01", periods=rows, freq="9h", tz="UTC").strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
             "age": age,
             "sex": sex,
             "cp": cp,
@@ -67,6 +80,7 @@ def test_a_tiny_csv_goes_from_mlops_init_to_a_served_prediction_with_no_edit(tmp
     spec = settings.load_spec()
     assert spec.columns["cp"].type == "categorical" and spec.columns["cp"].domain == ["0", "1", "2", "3"]
     assert spec.columns["thal"].nullable and spec.columns["thalach"].nullable
+    assert (spec.source.id_column, spec.source.timestamp_column) == ("visit_id", "visit_time")
     assert spec.label.positive_class in ("0", "1")
     assert spec.training.search.trials > 0
 
@@ -86,6 +100,9 @@ def test_a_tiny_csv_goes_from_mlops_init_to_a_served_prediction_with_no_edit(tmp
         spec.registered_model_name, "challenger"
     )
     assert str(version.version) == "1"
+    staged = table(settings, "stg_records")
+    assert staged["record_id"].str.startswith("V").all()  # the file's own ids and event times
+    assert (staged["visit_time"] == staged["event_timestamp"]).all()
 
     server = start_server(settings, 1)
     try:
