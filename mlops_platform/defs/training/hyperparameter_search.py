@@ -10,10 +10,11 @@ from pydantic import Field
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.evaluation import images_markdown
 from mlops_platform.defs.training.params import resolve_params, search_fingerprint
+from mlops_platform.defs.training.trained_model import training_run_tags
 from mlops_platform.defs.training.training_set_reads import TABLE, load_splits, training_set_version
 from mlops_platform.lib import warehouse
 from mlops_platform.lib.training_params import TrainingParams
-from mlops_platform.resources.mlflow import MlflowTracking, code_version
+from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.settings import Settings
 
 if TYPE_CHECKING:
@@ -67,13 +68,7 @@ def build_hyperparameter_search_asset(settings: Settings, spec: DatasetSpec) -> 
         base = resolve_params(spec)
         device = choose_device("auto")
         data_version = training_set_version(settings.warehouse_path)
-        tags = {
-            "dagster.run_id": context.run.run_id,
-            "dagster.asset": "hyperparameter_search",
-            "mlops.dataset": spec.name,
-            "mlops.training_set_version": data_version,
-            "mlops.code_version": code_version(),
-        }
+        tags = training_run_tags(context, spec, data_version)
 
         def log_trial(trial: Trial) -> None:
             parent = mlflow_api.active_run()

@@ -65,13 +65,7 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
             )
         requested = resolve_params(spec, searched, config)
         device = choose_device(config.device)
-        tags = {
-            "dagster.run_id": context.run.run_id,
-            "dagster.asset": "trained_model",
-            "mlops.dataset": spec.name,
-            "mlops.training_set_version": data_version,
-            "mlops.code_version": code_version(),
-        }
+        tags = training_run_tags(context, spec, data_version)
         features = select_sql(split_query("validation"), spec.features.numeric, spec.features.categorical)
         with tempfile.TemporaryDirectory(prefix="training_set-") as exports:
             with warehouse.connect(settings.warehouse_path, read_only=True) as con:
@@ -117,18 +111,18 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
                 )
                 scores, labels = predict_source(outcome.net, data.validation)
                 threshold = choose_threshold(labels, scores)
+                meta = {
+                    "dataset": spec.name,
+                    "label": spec.label.column,
+                    "positive_class": spec.label.positive_class,
+                    "features": spec.features.all,
+                    "mlflow_run_id": run.info.run_id,
+                    "training_set_version": data_version,
+                }
                 artifact = save_artifact(
                     outcome.net,
                     outcome.encoder,
-                    {
-                        "threshold": threshold,
-                        "dataset": spec.name,
-                        "label": spec.label.column,
-                        "positive_class": spec.label.positive_class,
-                        "features": spec.features.all,
-                        "mlflow_run_id": run.info.run_id,
-                        "training_set_version": data_version,
-                    },
+                    {**meta, "threshold": threshold},
                     settings.models_dir / run.info.run_id / "model.pt",
                 )
                 mlflow_api.log_metrics({"best_epoch": outcome.best_epoch, "decision_threshold": threshold})
@@ -140,16 +134,7 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
                 baseline_artifact = save_artifact(
                     baseline.net,
                     baseline.encoder,
-                    {
-                        "threshold": choose_threshold(labels, baseline_scores),
-                        "dataset": spec.name,
-                        "label": spec.label.column,
-                        "positive_class": spec.label.positive_class,
-                        "features": spec.features.all,
-                        "mlflow_run_id": run.info.run_id,
-                        "training_set_version": data_version,
-                        "baseline": True,
-                    },
+                    {**meta, "threshold": choose_threshold(labels, baseline_scores), "baseline": True},
                     settings.models_dir / run.info.run_id / "baseline.pt",
                 )
                 mlflow_api.log_metric("baseline_best_epoch", baseline.best_epoch)
@@ -210,6 +195,18 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
         )
 
     return trained_model
+
+
+def training_run_tags(context: dg.AssetExecutionContext, spec: DatasetSpec, data_version: str) -> dict:
+    """The tags of an MLflow run a training asset opens: the Dagster run and asset, the dataset,
+    the `training_set` data version and the code's git commit."""
+    return {
+        "dagster.run_id": context.run.run_id,
+        "dagster.asset": context.asset_key.to_user_string(),
+        "mlops.dataset": spec.name,
+        "mlops.training_set_version": data_version,
+        "mlops.code_version": code_version(),
+    }
 
 
 def baseline_params(spec_values: TrainingParams, model: TrainingParams) -> TrainingParams:
