@@ -42,10 +42,10 @@ serve: install
 	$(BIN)/mlops serve --host 127.0.0.1 --port 8080 --workers 2
 
 deploy: install dagster-home
-	$(BIN)/dagster job execute -m mlops_platform -j deploy_model
+	$(BIN)/dagster job execute -m mlops_platform.definitions -j deploy_model
 
 validate: install dagster-home
-	$(BIN)/dagster definitions validate -m mlops_platform
+	$(BIN)/dagster definitions validate -m mlops_platform.definitions
 
 lint: install
 	$(BIN)/ruff check .

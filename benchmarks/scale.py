@@ -5,12 +5,12 @@ For each size N (default 1 M and 10 M rows), in a fresh data directory (`MLOPS_H
 every phase runs as its own process, the way a user runs it:
 
 1. land: `mlops simulate-batches --rows-per-day N/days --days DAYS`
-2. pipeline: `dagster job execute -m mlops_platform -j data_pipeline` over those days
+2. pipeline: `dagster job execute -m mlops_platform.definitions -j data_pipeline` over those days
    (partition range tags): ingestion, gates, dbt features, Feast apply and online window,
    training set
 3. land_increment: `mlops simulate-batches --rows-per-day INCREMENT --days 1`, the next day
 4. increment: `data_pipeline` for that day only, on top of N rows of history
-5. retrain: `dagster job execute -m mlops_platform -j retrain_model` (training set, training,
+5. retrain: `dagster job execute -m mlops_platform.definitions -j retrain_model` (training set, training,
    evaluation, fairness, gates, registration); `--epochs`/`--batch-size` set `trained_model`'s
    run config, otherwise the spec's defaults hold
 
@@ -662,7 +662,7 @@ class SizeRun:
             return
         if self.pipeline("increment", new_days[0], new_days[-1], env, dagster_home) is None:
             return
-        retrain = [dagster, "job", "execute", "-m", "mlops_platform", "-j", "retrain_model"]
+        retrain = [dagster, "job", "execute", "-m", "mlops_platform.definitions", "-j", "retrain_model"]
         retrain += ["--tags", json.dumps({BENCHMARK_TAG: self.tag("retrain")})]
         training = {
             key: value
@@ -691,7 +691,15 @@ class SizeRun:
             "dagster/asset_partition_range_end": last,
             BENCHMARK_TAG: self.tag(name),
         }
-        command = [str(BIN / "dagster"), "job", "execute", "-m", "mlops_platform", "-j", "data_pipeline"]
+        command = [
+            str(BIN / "dagster"),
+            "job",
+            "execute",
+            "-m",
+            "mlops_platform.definitions",
+            "-j",
+            "data_pipeline",
+        ]
         self.result["phases"].setdefault(name, {})["partitions"] = [first, last]
         return self.phase(name, [*command, "--tags", json.dumps(tags)], env, dagster_home, dagster_run=True)
 

@@ -1,5 +1,5 @@
-"""mlops_platform: the whole life of an ML model as Dagster software-defined assets."""
+"""mlops_platform: the whole life of an ML model as Dagster software-defined assets.
 
-from mlops_platform.definitions import defs
-
-__all__ = ["defs"]
+The Dagster code location is `mlops_platform.definitions`; importing this package loads
+nothing else, so the model server's workers never import Dagster.
+"""

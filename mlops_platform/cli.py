@@ -13,32 +13,8 @@ from typing import NoReturn
 
 import yaml
 
-from mlops_platform.settings import Settings
-
-# Every environment variable the platform reads, for `mlops --help`.
-ENVIRONMENT = (
-    ("MLOPS_HOME", "data directory: landing, warehouse, lake, Feast (~/.mlops_platform)"),
-    ("MLOPS_DATASET_SPEC", "the dataset spec to run (the shipped adult.yaml)"),
-    ("DAGSTER_HOME", "the Dagster instance folder: runs, sensors, schedules"),
-    ("MLOPS_FEAST_ONLINE_STORE", "Feast online store: sqlite (embedded) or redis"),
-    ("MLOPS_REDIS_URL", "Redis for the Feast online store (127.0.0.1:6379)"),
-    ("MLOPS_MLFLOW_TRACKING_URI", "MLflow tracking and registry (SQLite under MLOPS_HOME)"),
-    ("MLOPS_MLFLOW_ARTIFACT_ROOT", "MLflow artifacts of new experiments (under MLOPS_HOME)"),
-    ("MLOPS_DUCKDB_MEMORY_LIMIT", "DuckDB's memory cap for warehouse and dbt (1GB)"),
-    ("MLOPS_DBT_EXECUTABLE", "dbt (<venv>/dbt/bin/dbt, else dbt on PATH)"),
-    ("MLOPS_EXECUTOR", "a run's steps: in_process or multiprocess (in_process)"),
-    ("MLOPS_SERVING_BACKEND", "local (the `mlops serve` gateway) or kserve (local)"),
-    ("MLOPS_SERVING_URL", "the local gateway (http://127.0.0.1:8080)"),
-    ("MLOPS_KSERVE_NAME", "kserve backend: the InferenceService"),
-    ("MLOPS_KSERVE_NAMESPACE", "kserve backend: its namespace (default)"),
-    ("MLOPS_KSERVE_IMAGE", "kserve backend: the serving image"),
-    ("MLOPS_KSERVE_METRICS_URL", "kserve backend: Prometheus /federate URL"),
-    ("MLOPS_KSERVE_TRACKING_URI_SECRET", "kserve backend: Secret with the tracking URI (mlflow-db)"),
-    ("MLOPS_ADMIN_TOKEN", "model server admin token (else generated under MLOPS_HOME)"),
-    ("MLOPS_CANARY_LEASE_SECONDS", "a canary's traffic lease without renewal (60)"),
-    ("MLOPS_SERVE_MAX_BODY_BYTES", "model server: largest request body (8 MiB)"),
-    ("MLOPS_SERVE_MAX_ROWS", "model server: most rows per request (10000)"),
-)
+from mlops_platform.lib.model_registry import mlflow_client
+from mlops_platform.settings import ENVIRONMENT, Settings
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -141,10 +117,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _print_registry(settings: Settings) -> None:
-    from mlflow import MlflowClient
-
     name = settings.load_spec().registered_model_name
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    client = mlflow_client(settings.tracking_uri)
     versions = client.search_model_versions(f"name='{name}'") if client.search_registered_models() else []
     print(f"registered model {name}: {len(versions)} version(s)")
     for found in sorted(versions, key=lambda v: int(v.version)):
@@ -243,13 +217,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    width = max(len(name) for name, _ in ENVIRONMENT)
+    width = max(len(name) for name, _, _ in ENVIRONMENT)
     parser = _Parser(
         prog="mlops",
         description=__doc__,
         formatter_class=_HelpFormatter,
         epilog="environment variables:\n"
-        + "\n".join(f"  {name:<{width}}  {meaning}" for name, meaning in ENVIRONMENT),
+        + "\n".join(
+            f"  {name:<{width}}  {meaning} ({default})".replace("`", "")
+            for name, default, meaning in ENVIRONMENT
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

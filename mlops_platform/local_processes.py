@@ -116,7 +116,7 @@ def start_dagster_daemon(settings: Settings, dagster_home: Path) -> LocalProcess
     env = {**os.environ, **settings.to_env(), "DAGSTER_HOME": str(dagster_home)}
     return spawn(
         "dagster daemon",
-        [_bin("dagster-daemon"), "run", "-m", "mlops_platform"],
+        [_bin("dagster-daemon"), "run", "-m", "mlops_platform.definitions"],
         env,
         settings.home / "logs" / "dagster-daemon.log",
     )

@@ -2,24 +2,8 @@
 
 Read when `Definitions` are built (never at import time). Every path derives from one
 data directory, `MLOPS_HOME`, so nothing lands in whatever folder the user stands in.
-
-| variable | default | meaning |
-|---|---|---|
-| `MLOPS_HOME` | `~/.mlops_platform` | data directory: landing files, warehouse, lake, Feast |
-| `MLOPS_DATASET_SPEC` | the shipped `adult.yaml` | dataset spec to run |
-| `MLOPS_FEAST_ONLINE_STORE` | `sqlite` | `sqlite` (embedded) or `redis` (scale-out) |
-| `MLOPS_REDIS_URL` | `127.0.0.1:6379` | Redis connection string for the Feast online store |
-| `MLOPS_MLFLOW_TRACKING_URI` | `sqlite:///$MLOPS_HOME/mlflow/mlflow.db` | MLflow tracking + registry |
-| `MLOPS_MLFLOW_ARTIFACT_ROOT` | `$MLOPS_HOME/mlflow/artifacts` | where new experiments keep artifacts |
-| `MLOPS_DUCKDB_MEMORY_LIMIT` | `1GB` | DuckDB's memory cap (warehouse, dbt); it spills beyond |
-| `MLOPS_DBT_EXECUTABLE` | `<venv>/dbt/bin/dbt`, else `dbt` on PATH | dbt, installed in its own environment |
-| `MLOPS_EXECUTOR` | `in_process` | a run's steps: `in_process`, or `multiprocess` (a process each) |
-| `MLOPS_SERVING_BACKEND` | `local` | `local` (the `mlops serve` gateway) or `kserve` (an InferenceService) |
-| `MLOPS_SERVING_URL` | `http://127.0.0.1:8080` | the local gateway the deploy job drives |
-| `MLOPS_KSERVE_NAME`, `MLOPS_KSERVE_NAMESPACE` | -, `default` | the InferenceService (kserve backend) |
-| `MLOPS_KSERVE_IMAGE` | - | the serving image its predictor runs |
-| `MLOPS_KSERVE_METRICS_URL` | - | Prometheus `/federate` URL with the servers' `mlops_*` series |
-| `MLOPS_KSERVE_TRACKING_URI_SECRET` | `mlflow-db` | Secret holding the pods' `MLOPS_MLFLOW_TRACKING_URI` |
+`ENVIRONMENT` below is the one list of the variables the platform reads: `mlops --help`
+prints it and docs/operations.md shows it (a test keeps the two equal).
 
 dbt lives in its own virtual environment (`make install` puts it in `.venv/dbt`): dagster-dbt
 then runs it as a subprocess without importing dbt-core, which keeps loading the code
@@ -39,6 +23,40 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_platform.datasets.spec import DatasetSpec, load_spec, shipped_spec_path
+
+# (variable, default, meaning) of every environment variable the platform reads.
+ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
+    ("MLOPS_HOME", "`~/.mlops_platform`", "data directory: landing files, warehouse, lake, Feast"),
+    ("MLOPS_DATASET_SPEC", "the shipped `adult.yaml`", "the dataset spec to run"),
+    ("DAGSTER_HOME", "a temporary folder", "the Dagster instance: runs, sensors, schedules"),
+    ("MLOPS_FEAST_ONLINE_STORE", "`sqlite`", "Feast online store: `sqlite` (embedded) or `redis`"),
+    ("MLOPS_REDIS_URL", "`127.0.0.1:6379`", "Redis for the Feast online store"),
+    ("MLOPS_MLFLOW_TRACKING_URI", "`sqlite:///$MLOPS_HOME/mlflow/mlflow.db`", "MLflow tracking and registry"),
+    ("MLOPS_MLFLOW_ARTIFACT_ROOT", "`$MLOPS_HOME/mlflow/artifacts`", "artifacts of new MLflow experiments"),
+    ("MLOPS_MLFLOW_UI_URL", "`http://127.0.0.1:5000`", "the MLflow UI links point to (empty: no links)"),
+    ("MLOPS_DAGSTER_UI_URL", "`http://127.0.0.1:3000`", "the Dagster UI links point to (empty: no links)"),
+    ("MLOPS_DUCKDB_MEMORY_LIMIT", "`1GB`", "DuckDB's memory cap (warehouse, dbt); it spills beyond"),
+    ("MLOPS_DBT_EXECUTABLE", "`<venv>/dbt/bin/dbt`, else `dbt` on PATH", "dbt, in its own environment"),
+    ("MLOPS_EXECUTOR", "`in_process`", "a run's steps: `in_process` or `multiprocess` (a process each)"),
+    ("MLOPS_DRIFT_REPORTS_KEPT", "`30`", "drift HTML reports kept under MLOPS_HOME (older ones pruned)"),
+    ("MLOPS_SERVING_BACKEND", "`local`", "`local` (the `mlops serve` gateway) or `kserve`"),
+    ("MLOPS_SERVING_URL", "`http://127.0.0.1:8080`", "the local gateway the deploy job drives"),
+    ("MLOPS_KSERVE_NAME", "-", "kserve backend: the InferenceService"),
+    ("MLOPS_KSERVE_NAMESPACE", "`default`", "kserve backend: its namespace"),
+    ("MLOPS_KSERVE_IMAGE", "-", "kserve backend: the serving image its predictor runs"),
+    ("MLOPS_KSERVE_METRICS_URL", "-", "kserve backend: Prometheus `/federate` URL with the `mlops_*` series"),
+    ("MLOPS_KSERVE_TRACKING_URI_SECRET", "`mlflow-db`", "kserve backend: Secret with the pods' tracking URI"),
+    ("MLOPS_ADMIN_TOKEN", "generated under MLOPS_HOME", "model server admin token"),
+    ("MLOPS_CANARY_LEASE_SECONDS", "`60`", "a canary's traffic lease without renewal"),
+    ("MLOPS_SERVE_MAX_BODY_BYTES", "8 MiB", "model server: largest request body"),
+    ("MLOPS_SERVE_MAX_ROWS", "`10000`", "model server: most rows per request"),
+)
+
+
+def environment_table() -> str:
+    """`ENVIRONMENT` as a Markdown table (docs/operations.md holds a copy; a test compares)."""
+    rows = [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in ENVIRONMENT]
+    return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows])
 
 
 def default_dbt_executable() -> str:
@@ -62,6 +80,9 @@ class Settings(BaseModel):
     executor: Literal["in_process", "multiprocess"] = "in_process"
     serving_backend: Literal["local", "kserve"] = "local"
     serving_url: str = "http://127.0.0.1:8080"
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+    dagster_ui_url: str = "http://127.0.0.1:3000"
+    drift_reports_kept: int = Field(default=30, ge=1)
     kserve: dict[str, str] = Field(default_factory=dict)  # MLOPS_KSERVE_* without the prefix, lower-cased
 
     @classmethod
@@ -80,6 +101,9 @@ class Settings(BaseModel):
             executor=env.get("MLOPS_EXECUTOR", "in_process"),
             serving_backend=env.get("MLOPS_SERVING_BACKEND", "local"),
             serving_url=env.get("MLOPS_SERVING_URL", "http://127.0.0.1:8080"),
+            mlflow_ui_url=env.get("MLOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+            dagster_ui_url=env.get("MLOPS_DAGSTER_UI_URL", "http://127.0.0.1:3000"),
+            drift_reports_kept=env.get("MLOPS_DRIFT_REPORTS_KEPT", "30"),
             kserve={
                 k.removeprefix("MLOPS_KSERVE_").lower(): v
                 for k, v in env.items()
@@ -101,6 +125,9 @@ class Settings(BaseModel):
             "MLOPS_EXECUTOR": self.executor,
             "MLOPS_SERVING_BACKEND": self.serving_backend,
             "MLOPS_SERVING_URL": self.serving_url,
+            "MLOPS_MLFLOW_UI_URL": self.mlflow_ui_url,
+            "MLOPS_DAGSTER_UI_URL": self.dagster_ui_url,
+            "MLOPS_DRIFT_REPORTS_KEPT": str(self.drift_reports_kept),
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "MLFLOW_REGISTRY_URI": self.tracking_uri,
         }

@@ -33,7 +33,7 @@ def test_simulate_validate_and_materialize_the_whole_graph_from_the_cli(cli_env,
     landed = _run(["mlops", "simulate-batches", "--reference"], cli_env)
     assert landed.stdout.count("landed ") == 4
 
-    validated = _run(["dagster", "definitions", "validate", "-m", "mlops_platform"], cli_env)
+    validated = _run(["dagster", "definitions", "validate", "-m", "mlops_platform.definitions"], cli_env)
     assert "Validation successful" in validated.stdout + validated.stderr
 
     _run(

@@ -34,7 +34,7 @@ def _wait(what: str, found, timeout: float, daemon):
 
 
 def _launch(cli_env: dict, job: str, config: dict | None = None) -> None:
-    argv = ["dagster", "job", "launch", "-m", "mlops_platform", "-j", job]
+    argv = ["dagster", "job", "launch", "-m", "mlops_platform.definitions", "-j", job]
     if config:
         argv += ["--config-json", json.dumps(config)]
     subprocess.run(argv, env=cli_env, check=True, capture_output=True, timeout=120)

@@ -51,7 +51,7 @@ def dagster_dev(cli_env, adult_settings):
     adult_settings.home.mkdir(parents=True)
     port = free_port()
     server = subprocess.Popen(
-        ["dagster", "dev", "-m", "mlops_platform", "-h", "127.0.0.1", "-p", str(port)],
+        ["dagster", "dev", "-m", "mlops_platform.definitions", "-h", "127.0.0.1", "-p", str(port)],
         env={**cli_env, **SECRET_ENV},
         cwd=cli_env["MLOPS_HOME"],
         stdout=subprocess.DEVNULL,

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 import dagster as dg
 
+from mlops_platform.lib.model_registry import mlflow_client
 from mlops_platform.settings import Settings
 
 DRIFT_SENSOR, NEW_DATA_SENSOR, AUTO_DEPLOY_SENSOR = "drift_sensor", "new_data_sensor", "auto_deploy_sensor"
@@ -77,9 +78,7 @@ def require_free_port(port: int) -> None:
 
 
 def require_fresh_registry(settings: Settings, model_name: str) -> None:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    client = mlflow_client(settings.tracking_uri)
     if client.search_registered_models(filter_string=f"name='{model_name}'"):
         raise ValueError(
             f"{settings.home} already holds a registered {model_name}: the demo tells its story from "

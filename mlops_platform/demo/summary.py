@@ -10,6 +10,7 @@ import dagster as dg
 from dagster._core.scheduler.instigation import InstigatorTick
 
 from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.lib.model_registry import mlflow_client
 from mlops_platform.lib.traffic import TrafficReport
 from mlops_platform.lib.uris import redact_uri
 from mlops_platform.settings import Settings
@@ -46,10 +47,8 @@ def _traffic_line(name: str, report: TrafficReport | None) -> str:
 
 def version_lines(settings: Settings, spec: DatasetSpec, live: dict) -> list[str]:
     """One block per registered version: aliases, why it was trained, metrics, fairness, rollout."""
-    from mlflow import MlflowClient
-
     name = spec.registered_model_name
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    client = mlflow_client(settings.tracking_uri)
     lines = [f"registered versions of {name} (MLflow registry):"]
     for found in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
         v = client.get_model_version(name, found.version)  # search results carry no aliases

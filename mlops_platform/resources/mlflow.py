@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from mlops_platform.lib.model_registry import mlflow_client
 from mlops_platform.lib.tracking_store import check_reachable, limit_client_retries
 
 if TYPE_CHECKING:
@@ -70,10 +71,8 @@ class MlflowTracking(dg.ConfigurableResource):
         mlflow.set_registry_uri(self.tracking_uri)
 
     def client(self) -> "MlflowClient":
-        from mlflow import MlflowClient
-
         self._configure()
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return mlflow_client(self.tracking_uri)
 
     def version_for_alias(self, name: str, alias: str) -> "ModelVersion | None":
         """The version an alias points at, or None when the model or the alias does not exist."""

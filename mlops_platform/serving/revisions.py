@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 
 from mlops_platform.lib.model_artifact import ScoringModel, load_artifact
+from mlops_platform.lib.model_registry import mlflow_client
 from mlops_platform.lib.preprocessing import MISSING_CATEGORY, UNKNOWN_INDEX
 from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY
 from mlops_platform.lib.tracking_store import RegistryUnavailable, check_reachable, limit_client_retries
@@ -43,13 +44,12 @@ def resolve_version(
 ) -> str:
     """The registry version for `version` or `alias`; raises RevisionError naming what is missing,
     RegistryUnavailable when the registry does not answer."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     check_reachable(tracking_uri, attempts=1, timeout_seconds=PROBE_TIMEOUT_SECONDS)
     wanted = f"alias {alias!r}" if alias is not None else f"version {version}"
     try:
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        client = mlflow_client(tracking_uri)
         if alias is not None:
             return str(client.get_model_version_by_alias(name, alias).version)
         return str(client.get_model_version(name, str(version)).version)

@@ -6,11 +6,10 @@ import logging
 import os
 import shutil
 
+from mlops_platform.lib.model_registry import CHAMPION
 from mlops_platform.settings import Settings
 
 log = logging.getLogger("mlops_platform.serving")
-
-DEFAULT_ALIAS = "champion"
 
 
 def seed_traffic(settings: Settings, *, version: str | None, alias: str | None, reset: bool) -> str:
@@ -30,7 +29,7 @@ def seed_traffic(settings: Settings, *, version: str | None, alias: str | None, 
         return f"kept the traffic state of the last run: {current.shares() or 'no version rolled out'}"
     try:
         resolved = resolve_version(
-            settings.tracking_uri, name, version=version, alias=alias or (None if version else DEFAULT_ALIAS)
+            settings.tracking_uri, name, version=version, alias=alias or (None if version else CHAMPION)
         )
     except (RevisionError, RegistryUnavailable) as exc:
         if version is not None or alias is not None:

@@ -6,7 +6,6 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_platform.datasets.spec import DatasetSpec, DeploymentSpec
-from mlops_platform.defs.registry.assets import CHALLENGER
 from mlops_platform.lib.canary_analysis import (
     AnalysisPolicy,
     Verdict,
@@ -16,11 +15,11 @@ from mlops_platform.lib.canary_analysis import (
     parse_metrics,
 )
 from mlops_platform.lib.deployment_record import finish_attempt, retire, start_attempt
+from mlops_platform.lib.model_registry import CHALLENGER, CHAMPION
 from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.resources.serving import LEASE_RENEW_SECONDS, ServingBackend, deploy_owner
 
 DEPLOY_MODEL = "deploy_model"
-CHAMPION = "champion"
 _ROLLOUT = DeploymentSpec()  # the defaults of a spec without a `deployment` section
 
 

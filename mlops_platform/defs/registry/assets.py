@@ -7,11 +7,11 @@ import dagster as dg
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.model_ref import ModelRef
+from mlops_platform.lib.model_registry import CHALLENGER
 from mlops_platform.resources.mlflow import MlflowTracking, code_version
 from mlops_platform.settings import Settings
 
 GROUP = "registry"
-CHALLENGER = "challenger"
 
 
 def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefinition:

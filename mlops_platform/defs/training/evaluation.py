@@ -10,11 +10,11 @@ from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.model_ref import ModelRef
 from mlops_platform.defs.training.training_set_reads import TABLE, split_record_batches
 from mlops_platform.lib.metric_names import CLASSIFICATION_METRICS, LOWER_IS_BETTER
+from mlops_platform.lib.model_registry import CHAMPION
 from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.settings import Settings
 
 GROUP = "training"
-CHAMPION = "champion"
 BOOTSTRAP_SEED = 0
 
 
