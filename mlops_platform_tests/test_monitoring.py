@@ -16,7 +16,6 @@ import pytest
 from mlflow import MlflowClient
 
 from mlops_platform.definitions import build_definitions
-from mlops_platform.defs.jobs import build_retrain_job
 from mlops_platform.defs.monitoring.sensors import build_drift_sensor
 from mlops_platform.lib import warehouse
 from mlops_platform.lib.drift import training_reference
@@ -164,7 +163,7 @@ def test_drifted_traffic_requests_one_retrain_per_episode(monitored):
             "monitoring": settings.load_spec().monitoring.model_copy(update={"retrain_cooldown_minutes": 30})
         }
     )
-    sensor = build_drift_sensor(settings, spec, build_retrain_job())
+    sensor = build_drift_sensor(settings, spec)
     held = sensor(dg.build_sensor_context(instance=instance, cursor=json.dumps(cooling)))
     assert not held.run_requests and "cooldown 1800 s" in held.skip_reason.skip_message
 

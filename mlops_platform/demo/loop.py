@@ -10,8 +10,7 @@ from typing import TypeVar
 import dagster as dg
 
 from mlops_platform.datasets.spec import DatasetSpec
-from mlops_platform.defs.deployment.canary import DEPLOY_MODEL
-from mlops_platform.defs.jobs import DATA_PIPELINE, RETRAIN_MODEL
+from mlops_platform.defs.jobs import DATA_PIPELINE, DEPLOY_MODEL, RETRAIN_MODEL
 from mlops_platform.demo import (
     AUTO_DEPLOY_SENSOR,
     DRIFT_SENSOR,

@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_platform.datasets.spec import DatasetSpec, DeploymentSpec
+from mlops_platform.defs.jobs import DEPLOY_MODEL
 from mlops_platform.lib.canary_analysis import (
     AnalysisPolicy,
     Verdict,
@@ -19,7 +20,6 @@ from mlops_platform.lib.model_registry import CHALLENGER, CHAMPION
 from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.resources.serving import LEASE_RENEW_SECONDS, ServingBackend, deploy_owner
 
-DEPLOY_MODEL = "deploy_model"
 _ROLLOUT = DeploymentSpec()  # the defaults of a spec without a `deployment` section
 
 

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 import pandas as pd
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.defs.jobs import RETRAIN_MODEL
 from mlops_platform.settings import Settings
 
 
@@ -29,16 +29,14 @@ class DriftCursor:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def build_drift_sensor(
-    settings: Settings, spec: DatasetSpec, retrain_job: UnresolvedAssetJobDefinition
-) -> dg.SensorDefinition:
+def build_drift_sensor(settings: Settings, spec: DatasetSpec) -> dg.SensorDefinition:
     monitoring = spec.monitoring
     limit = spec.gates.max_drift_share
     window_path = settings.home / "monitoring" / "drift_window.parquet"
 
     @dg.sensor(
         name="drift_sensor",
-        job=retrain_job,
+        job_name=RETRAIN_MODEL,  # defined by the training stage
         minimum_interval_seconds=monitoring.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
