@@ -8,7 +8,10 @@ BIN := $(VENV)/bin
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster
 
-.PHONY: install demo test ui serve deploy lint format validate benchmark benchmark-scale clean dagster-home
+# dg commands run with the project's virtual environment active, as dg expects.
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dg
+
+.PHONY: install demo test ui mlflow-ui serve deploy lint format validate benchmark benchmark-scale clean dagster-home
 
 install: $(VENV)/.installed
 
@@ -35,17 +38,22 @@ demo: install dagster-home
 test: install
 	$(BIN)/pytest
 
+# The Dagster UI on the instance `make demo` used (a bare `dg dev` gets a temporary instance).
 ui: install dagster-home
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(DG) dev -h 127.0.0.1 -p 3000
+
+# The MLflow UI the Dagster UI links to (MLOPS_MLFLOW_UI_URL, http://127.0.0.1:5000 by default).
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLOPS_HOME)/mlflow/mlflow.db -h 127.0.0.1 -p 5000
 
 serve: install
 	$(BIN)/mlops serve --host 127.0.0.1 --port 8080 --workers 2
 
 deploy: install dagster-home
-	$(BIN)/dagster job execute -m mlops_platform.definitions -j deploy_model
+	$(DG) launch --job deploy_model
 
 validate: install dagster-home
-	$(BIN)/dagster definitions validate -m mlops_platform.definitions
+	$(DG) check defs
 
 lint: install
 	$(BIN)/ruff check .

@@ -59,7 +59,8 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_simulate_batches(args: argparse.Namespace) -> int:
-    from mlops_platform.lib.landing import Shift, simulate_batches
+    from mlops_platform.datasets.simulation import Shift
+    from mlops_platform.lib.landing import simulate_batches
 
     settings = Settings.from_env()
     spec = settings.load_spec()
@@ -145,7 +146,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_simulate_traffic(args: argparse.Namespace) -> int:
     import json
 
-    from mlops_platform.lib.landing import Shift
+    from mlops_platform.datasets.simulation import Shift
     from mlops_platform.lib.traffic import held_out_instances, send_traffic
 
     settings = Settings.from_env()

@@ -69,6 +69,8 @@ def platform_definitions(project: Project) -> dg.Definitions:
                 tracking_uri=from_env_var("MLOPS_MLFLOW_TRACKING_URI", settings.tracking_uri),
                 artifact_root=settings.artifact_root,
                 experiment=spec.name,
+                ui_url=settings.mlflow_ui_url,
+                dagster_ui_url=settings.dagster_ui_url,
             ),
             "serving": serving_backend(settings, spec.registered_model_name),
         },

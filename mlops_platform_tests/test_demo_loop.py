@@ -2,7 +2,8 @@
 a real `dagster-daemon` with every sensor and schedule on and a temporary DAGSTER_HOME, the real
 model server, real client traffic. Calm traffic triggers no retrain; drifted traffic makes
 `drift_sensor` request `retrain_model`, and `auto_deploy_sensor`'s canary makes the second
-version champion. Small data (600 rows a day), a 10 s sensor interval and a short canary."""
+version champion. Small data (600 rows a day), a 10 s sensor interval and a short canary. The demo
+prints its own progress only; Dagster's log goes to the file it names."""
 
 from __future__ import annotations
 
@@ -143,3 +144,12 @@ def test_drifted_traffic_retrains_and_the_second_version_becomes_champion(demo):
     summary = completed.stdout[completed.stdout.index("==> summary") :]
     assert "trained because: drift (drift share" in summary and "traffic now: v2 100 %" in summary
     assert "retrain_model runs: 1 (one per drift episode)" in summary
+
+
+def test_the_demo_prints_its_progress_and_leaves_dagsters_log_in_a_file(demo):
+    _, _, completed = demo
+    output = completed.stdout + completed.stderr
+    assert not [line for line in output.splitlines() if "DEBUG" in line]
+    first = completed.stdout.lstrip().splitlines()[0]
+    log = Path(first.split("Dagster's log (debug lines included): ")[1])
+    assert log.stat().st_size > 0 and " - DEBUG - " in log.read_text()

@@ -1,6 +1,7 @@
 """The `deploy_model` job against the real local gateway (`mlops serve`, 2 workers) under real
 traffic: a good challenger is promoted step by step; a failing, a slow or an unobserved one is
-rolled back with `champion` unchanged."""
+rolled back with `champion` unchanged. After each, every version's aliases and `deployment.*`
+tags in the registry, and the observation of registered_model_version, say what happened."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ MODEL = "adult_income_classifier"
 # short dwell, small sample; a latency margin wide enough for a loaded 2-core CI machine (the
 # slow version burns ~50 ms per request, far beyond it)
 FAST_STEPS = {"dwell_seconds": 1.0, "min_samples": 100, "max_wait_seconds": 60.0, "latency_margin_ms": 10.0}
+MLFLOW_UI, DAGSTER_UI = "http://mlflow.test:5000", "http://dagster.test:3000"
 
 
 @pytest.fixture(scope="module")
@@ -76,26 +78,27 @@ def _client(settings: Settings) -> MlflowClient:
 
 
 def _deploy(
-    settings: Settings, server: RunningServer, challenger: str | None, **config
+    instance: dg.DagsterInstance, settings: Settings, server: RunningServer, challenger: str | None, **config
 ) -> dg.ExecuteInProcessResult:
     spec = settings.load_spec()
     if challenger is not None:
         _client(settings).set_registered_model_alias(MODEL, "challenger", challenger)
     job = build_deploy_job(spec)
-    with dg.instance_for_test() as instance:
-        return job.execute_in_process(
-            run_config={"ops": {"canary_rollout": {"config": {**FAST_STEPS, **config}}}},
-            resources={
-                "serving": LocalGateway(url=server.url, serving_dir=str(settings.serving_dir)),
-                "mlflow": MlflowTracking(
-                    tracking_uri=settings.tracking_uri,
-                    artifact_root=settings.artifact_root,
-                    experiment=spec.name,
-                ),
-            },
-            instance=instance,
-            raise_on_error=False,
-        )
+    return job.execute_in_process(
+        run_config={"ops": {"canary_rollout": {"config": {**FAST_STEPS, **config}}}},
+        resources={
+            "serving": LocalGateway(url=server.url, serving_dir=str(settings.serving_dir)),
+            "mlflow": MlflowTracking(
+                tracking_uri=settings.tracking_uri,
+                artifact_root=settings.artifact_root,
+                experiment=spec.name,
+                ui_url=MLFLOW_UI,
+                dagster_ui_url=DAGSTER_UI,
+            ),
+        },
+        instance=instance,
+        raise_on_error=False,
+    )
 
 
 def _shares(server: RunningServer) -> dict[str, int]:
@@ -103,16 +106,37 @@ def _shares(server: RunningServer) -> dict[str, int]:
     return {t["version"]: t["percent"] for t in report["status"]["traffic"]}
 
 
+def _registry(settings: Settings) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Every version of the model: its aliases and its tags."""
+    client = _client(settings)
+    versions = (
+        client.get_model_version(MODEL, v.version) for v in client.search_model_versions(f"name='{MODEL}'")
+    )
+    return {str(v.version): (sorted(v.aliases), v.tags) for v in versions}
+
+
+def _registry_observation(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> dict:
+    """What the rollout reported on registered_model_version at its end: aliases and status (from
+    the instance: a failed step's observations are not in its result)."""
+    reports = [
+        entry.asset_observation.metadata
+        for entry in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)
+        if "deployment_status" in entry.asset_observation.metadata
+    ]
+    assert len(reports) == 1
+    return {key: value.value for key, value in reports[0].items()}
+
+
 def _failure(result: dg.ExecuteInProcessResult) -> str:
     failure = next(e.step_failure_data for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     return failure.user_failure_data.description if failure.user_failure_data else str(failure.error)
 
 
-def test_a_good_challenger_is_promoted_step_by_step(gateway, traffic):
+def test_a_good_challenger_is_promoted_step_by_step(gateway, traffic, instance):
     settings, server = gateway
     server.set_traffic("1", 100)
     _client(settings).set_registered_model_alias(MODEL, "champion", "1")
-    result = _deploy(settings, server, "2")
+    result = _deploy(instance, settings, server, "2")
     assert result.success, _failure(result)
     outcome = result.output_for_node("canary_rollout")
     assert outcome["outcome"] == "promoted" and outcome["previous"] == "1"
@@ -125,14 +149,39 @@ def test_a_good_challenger_is_promoted_step_by_step(gateway, traffic):
     assert promoted.tags["deployment.status"] == "promoted"
     attempt = json.loads(promoted.tags[f"deployment.attempt.{promoted.tags['deployment.attempts']}"])
     assert attempt["outcome"] == "promoted" and attempt["run_id"] == result.run_id and attempt["ended_at"]
-    assert "challenger" not in promoted.aliases  # the champion is no one's challenger
-    retired = _client(settings).get_model_version(MODEL, "1").tags
+    assert attempt["run_url"] == promoted.tags["deployment.run_url"] == f"{DAGSTER_UI}/runs/{result.run_id}"
+    registry = _registry(settings)
+    # the champion carries `champion` alone; the one it replaced is retired, naming it
+    assert {v: aliases for v, (aliases, _) in registry.items()} == {
+        "1": [],
+        "2": ["champion"],
+        "3": [],
+        "4": [],
+    }
+    retired = registry["1"][1]
     assert retired["deployment.status"] == "retired" and retired["deployment.retired_by"] == "2"
+    assert retired["deployment.reason"] == f"replaced by v2, promoted by Dagster run {result.run_id}"
+    assert [v for v, (_, tags) in registry.items() if tags.get("deployment.status") == "promoted"] == ["2"]
+    assert outcome["aliases"] == ["champion"] and outcome["retired"] == ["1"]
+    assert outcome["reason"] == "passed every step; retired v1"
     assert _shares(server) == {"2": 100}
-    metadata = result.asset_observations_for_node("canary_rollout")
-    assert [o.metadata["canary_step_percent"].value for o in metadata] == [10, 50]
+    steps = [
+        o for o in result.asset_observations_for_node("canary_rollout") if "canary_step_percent" in o.metadata
+    ]
+    assert [o.metadata["canary_step_percent"].value for o in steps] == [10, 50]
+    version_page = f"{MLFLOW_UI}/#/models/{MODEL}/versions/2"
+    assert _registry_observation(instance, result) == {
+        "version": "2",
+        "aliases": "champion",
+        "deployment_status": "promoted",
+        "reason": "passed every step; retired v1",
+        "retired_versions": "1",
+        "mlflow_model_version": version_page,
+    }
+    output = next(e.step_output_data for e in result.all_events if e.event_type_value == "STEP_OUTPUT")
+    assert output.metadata["mlflow_model_version"].value == version_page
     assert set(traffic) == {200}  # no request failed during the rollout
-    again = _deploy(settings, server, None)  # nothing new registered since
+    again = _deploy(instance, settings, server, None)  # nothing new registered since
     assert again.success and again.output_for_node("canary_rollout")["outcome"] == "nothing_to_deploy"
     assert _shares(server) == {"2": 100}
 
@@ -142,34 +191,50 @@ def test_a_good_challenger_is_promoted_step_by_step(gateway, traffic):
     [("3", "error rate 100.00% vs stable 0.00%"), ("4", "ms exceeds")],  # a latency criterion
     ids=["failing", "slow"],
 )
-def test_a_broken_challenger_is_rolled_back_and_champion_stays(gateway, traffic, challenger, reason):
+def test_a_broken_challenger_is_rolled_back_and_champion_stays(
+    gateway, traffic, instance, challenger, reason
+):
     settings, server = gateway
     server.set_traffic("2", 100)
     _client(settings).set_registered_model_alias(MODEL, "champion", "2")
-    result = _deploy(settings, server, challenger)
+    result = _deploy(instance, settings, server, challenger)
     assert not result.success
     message = _failure(result)
     assert message.startswith("rolled back at 10 %") and reason in message
-    assert str(_client(settings).get_model_version_by_alias(MODEL, "champion").version) == "2"
-    tags = _client(settings).get_model_version(MODEL, challenger).tags
-    assert tags["deployment.status"] == "rolled_back"
+    registry = _registry(settings)
+    assert registry["2"][0] == ["champion"]  # untouched
+    aliases, tags = registry[challenger]
+    assert aliases == []  # judged worse: no later deploy rolls it out again
+    assert tags["deployment.status"] == "rolled_back" and tags["deployment.reason"] == message
     attempt = json.loads(tags[f"deployment.attempt.{tags['deployment.attempts']}"])
     assert attempt["outcome"] == "rolled_back" and attempt["reason"] == message
+    observed = _registry_observation(instance, result)
+    assert (observed["version"], observed["aliases"], observed["deployment_status"]) == (
+        challenger,
+        "-",
+        "rolled_back",
+    )
+    assert observed["reason"] == message
     assert _shares(server) == {"2": 100, challenger: 0}  # KServe's rollback: the canary keeps 0 %
 
 
-def test_a_canary_nobody_calls_is_not_promoted(gateway):
+def test_a_canary_nobody_calls_is_not_promoted(gateway, instance):
     settings, server = gateway
     server.set_traffic("1", 100)
     _client(settings).set_registered_model_alias(MODEL, "champion", "1")
-    result = _deploy(settings, server, "2", max_wait_seconds=2.0)
+    result = _deploy(instance, settings, server, "2", max_wait_seconds=2.0)
     assert not result.success
     assert "too few requests to judge" in _failure(result) and "minimum 100" in _failure(result)
-    assert str(_client(settings).get_model_version_by_alias(MODEL, "champion").version) == "1"
+    registry = _registry(settings)
+    assert registry["1"][0] == ["champion"]
+    # never judged: it keeps `challenger`, and the next deploy_model tries it again
+    assert registry["2"][0] == ["challenger"] and registry["2"][1]["deployment.status"] == "rolled_back"
+    assert "keeps the alias 'challenger'" in _failure(result)
+    assert _registry_observation(instance, result)["aliases"] == "challenger"
     assert _shares(server) == {"1": 100, "2": 0}
 
 
-def test_a_gateway_that_is_not_running_fails_with_what_to_do(model_registry, tmp_path):
+def test_a_gateway_that_is_not_running_fails_with_what_to_do(model_registry, tmp_path, instance):
     settings = Settings(
         home=tmp_path,
         dataset_spec_path=model_registry.dataset_spec_path,
@@ -178,7 +243,7 @@ def test_a_gateway_that_is_not_running_fails_with_what_to_do(model_registry, tmp
     (tmp_path / "serving").mkdir()
     (tmp_path / "serving" / "admin_token").write_text("t")
     server = RunningServer("http://127.0.0.1:9", None, settings)  # type: ignore[arg-type]
-    result = _deploy(settings, server, "2")
+    result = _deploy(instance, settings, server, "2")
     assert not result.success
     assert "does not answer" in _failure(result) and "mlops serve" in _failure(result)
 

@@ -1,4 +1,8 @@
-"""Fairness metrics: hand-computed on a tiny table, and equal to Fairlearn's on the real data."""
+"""Fairness metrics: hand-computed on a tiny table, and equal to Fairlearn's on the real data;
+groups in numeric order, and a chart that fits Dagster's metadata dialog."""
+
+import struct
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,15 +16,16 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import precision_score
 
+from mlops_platform.datasets.metric_names import FAIRNESS_GAPS as GAPS
 from mlops_platform.datasets.spec import load_spec, shipped_spec_path
 from mlops_platform.lib.fairness import (
     attribute_fairness,
     bin_labels,
     gaps_markdown,
+    group_order,
     group_values,
     plot_fairness,
 )
-from mlops_platform.lib.metric_names import FAIRNESS_GAPS as GAPS
 
 # Group a: 4 rows, labels 1 1 0 0, predictions 1 0 1 0 -> selection 2/4, TPR 1/2, FPR 1/2, precision 1/2
 # Group b: 4 rows, labels 1 1 1 0, predictions 1 1 0 0 -> selection 2/4, TPR 2/3, FPR 0/1, precision 2/2
@@ -154,6 +159,53 @@ def test_bins_keep_their_numeric_order_in_the_report_and_the_chart(tmp_path):
     assert report.groups["group"].tolist() == ["<10", "30-45", "45-60", ">=60"]  # "10-30" is empty
     chart = plot_fairness([report], tmp_path / "fairness.png")
     assert chart.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "ordered",
+    [
+        ["17-25", "26-35", "36-45", "100-120", "missing"],
+        ["[5, 18)", "[18, 30)", "[30, 45)", "[45, 100)"],
+        ["<17", "<30", "30-45", "45-60", ">=60"],
+        ["-10--5", "-5-0", "0-5", "60+"],
+        ["1st-4th", "5th-6th", "9th", "10th", "12th", "Bachelors", "HS-grad"],
+        ["Black", "Female", "White"],  # no number: text order
+    ],
+)
+def test_group_names_with_numbers_sort_by_their_numeric_lower_bound(ordered):
+    assert sorted(reversed(ordered), key=group_order) == ordered
+    assert sorted(ordered[::2] + ordered[1::2], key=group_order) == ordered
+
+
+def test_bins_given_as_text_keep_their_numeric_order_in_the_report():
+    ages = pd.Series(["26-35", "100-120", "17-25", "36-45"] * 30)
+    labels = np.array([1, 0, 1, 0, 0, 1] * 20)
+    report = attribute_fairness(ages, labels, labels, "age_band", bootstrap=20)
+    assert report.groups["group"].tolist() == ["17-25", "26-35", "36-45", "100-120"]
+    assert report.groups["count"].tolist() == [30, 30, 30, 30]
+    unordered = attribute_fairness(ages.astype("category"), labels, labels, "age_band", bootstrap=20)
+    assert unordered.groups["group"].tolist() == report.groups["group"].tolist()
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height in pixels, from the PNG header."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_the_chart_fits_the_metadata_dialog_however_many_attributes(tmp_path):
+    spec = load_spec(shipped_spec_path())
+    adult = pd.read_csv(spec.source.path).sample(n=2000, random_state=0).reset_index(drop=True)
+    labels = (adult[spec.label.column] == spec.label.positive_class).astype(int).to_numpy()
+    reports = [
+        attribute_fairness(group_values(adult[column], bins), labels, labels, column, bootstrap=20)
+        for column, bins in [("sex", None), ("race", None), ("age", [30, 45, 60]), ("education", None)]
+    ]
+    for count in (1, len(reports)):
+        width, height = _png_size(plot_fairness(reports[:count], tmp_path / f"{count}.png"))
+        assert 500 <= width <= 650
+        assert height > width if count > 1 else height < width  # attributes are stacked
 
 
 def test_gaps_equal_fairlearn_on_the_adult_data():

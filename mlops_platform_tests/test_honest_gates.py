@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from mlops_platform.datasets.metric_names import CLASSIFICATION_METRICS
 from mlops_platform.definitions import build_definitions
 from mlops_platform.defs.jobs import RETRAIN_MODEL
 from mlops_platform.defs.training.evaluation import build_evaluation_asset
 from mlops_platform.lib import warehouse
 from mlops_platform.lib.evaluation import HISTOGRAM_BINS, bootstrap_intervals, classification_metrics
-from mlops_platform.lib.metric_names import CLASSIFICATION_METRICS
 from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.settings import Settings
 from mlops_platform_tests.datasets import SMALL_DATA_GATES, write_adult_spec

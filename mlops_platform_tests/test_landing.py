@@ -12,7 +12,7 @@ from mlops_platform.lib import landing
 from mlops_platform.lib.batches import prepare_batch
 from mlops_platform.lib.ingestion import ingest_day
 from mlops_platform.lib.landing import (
-    LandingFileError,
+    CsvFileError,
     Shift,
     apply_shifts,
     landed_days,
@@ -104,7 +104,7 @@ def test_ragged_records_are_kept_as_landed_with_their_line(tmp_path):
     ]
     assert landed.text.iloc[[0, 5]].to_numpy().tolist() == [["1", "2", "3"], ["13", "14", "15"]]
     assert landed.text.iloc[1:5].isna().all(axis=None)
-    with pytest.raises(LandingFileError, match=r"2026-01-01\.csv: line 3: 4 fields where the header has 3"):
+    with pytest.raises(CsvFileError, match=r"2026-01-01\.csv: line 3: 4 fields where the header has 3"):
         read_landing_file(path)
 
 
@@ -133,7 +133,7 @@ def test_a_quote_left_open_turns_each_line_it_swallows_into_a_ragged_record(tmp_
 def test_a_file_that_is_not_a_table_fails_naming_the_file_and_line(tmp_path, content, message):
     path = tmp_path / "2026-01-01.csv"
     path.write_bytes(content)
-    with pytest.raises(LandingFileError, match=message) as failure:
+    with pytest.raises(CsvFileError, match=message) as failure:
         parse_landing_file(path)
     assert str(path) in str(failure.value)
 
@@ -265,11 +265,11 @@ def test_a_quote_left_open_to_the_end_of_the_file_hides_no_line(tmp_path):
 
 
 def test_a_byte_order_mark_does_not_shift_the_position_of_a_bad_byte(tmp_path):
-    from mlops_platform.lib.landing import LandingFileError, parse_landing_file
+    from mlops_platform.lib.landing import CsvFileError, parse_landing_file
 
     path = tmp_path / "2026-01-01.csv"
     path.write_bytes(b"\xef\xbb\xbfa,b\r\n1,2\r\n3,\xff4\r\n")
-    with pytest.raises(LandingFileError, match="line 3, byte 3 of the line"):
+    with pytest.raises(CsvFileError, match="line 3, byte 3 of the line"):
         parse_landing_file(path)
 
 

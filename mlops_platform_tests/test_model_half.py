@@ -1,5 +1,5 @@
 """The model half for real: torch training tracked in MLflow, evaluation and fairness gates,
-and registration only when every gate passed."""
+registration only when every gate passed, and links between the Dagster and MLflow UIs."""
 
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from mlops_platform.lib.model_artifact import load_artifact
 from mlops_platform.settings import Settings
 from mlops_platform_tests.pipeline import checks, copy_landed, materialized
 
+MLFLOW_UI, DAGSTER_UI = "http://mlflow.test:5000", "http://dagster.test:3000"
 MODEL_HALF = {
     "training_set",
     "hyperparameter_search",
@@ -46,9 +47,17 @@ def _client(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
+def _links(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, str]:
+    """The URL entries of an asset's materialization metadata."""
+    (materialization,) = result.asset_materializations_for_node(asset)
+    return {k: v.value for k, v in materialization.metadata.items() if isinstance(v, dg.UrlMetadataValue)}
+
+
 def test_retraining_registers_a_challenger_with_its_evidence(landed_home, tmp_path, instance, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    settings = _settings(landed_home, tmp_path)
+    settings = _settings(landed_home, tmp_path).model_copy(
+        update={"mlflow_ui_url": MLFLOW_UI, "dagster_ui_url": DAGSTER_UI}
+    )
     spec = settings.load_spec()
     result = _retrain(settings, instance)
     assert result.success
@@ -109,6 +118,17 @@ def test_retraining_registers_a_challenger_with_its_evidence(landed_home, tmp_pa
     assert np.allclose(scored["probability"], artifact.predict_proba(test), atol=1e-6)
     evaluation = result.output_for_node("model_evaluation")["metrics"]
     assert abs(evaluation["roc_auc"] - run.data.metrics["test_roc_auc"]) < 1e-9
+
+    # each asset links to the MLflow page it wrote; the run and the version link back to Dagster
+    run_page = f"{MLFLOW_UI}/#/experiments/{run.info.experiment_id}/runs/{version.run_id}"
+    for asset in ("trained_model", "model_evaluation", "fairness_report"):
+        assert _links(result, asset) == {"mlflow_run": run_page}, asset
+    assert _links(result, "registered_model_version") == {
+        "mlflow_model_version": f"{MLFLOW_UI}/#/models/{spec.registered_model_name}/versions/1",
+        "mlflow_run": run_page,
+    }
+    dagster_page = f"{DAGSTER_UI}/runs/{result.run_id}"
+    assert run.data.tags["dagster.run_url"] == version.tags["dagster_run_url"] == dagster_page
 
     # the registration run starts the canary rollout of the new challenger, once
     defs = build_definitions(settings)

@@ -1,12 +1,13 @@
 """Monitoring for real: traffic from `send_traffic` to the real server, its inference log compacted
-by `inference_log`, Evidently's `drift_report`, and `drift_sensor` requesting one retrain per
-drift episode. The training split is written to the warehouse directly (the data half has its
-own tests)."""
+by `inference_log`, Evidently's `drift_report` (the same measurement as `drift_sensor`'s, its HTML
+in MLflow), and `drift_sensor` requesting one retrain per drift episode. The training split is
+written to the warehouse directly (the data half has its own tests)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from pathlib import Path
 
@@ -15,15 +16,17 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from mlops_platform.datasets.simulation import Shift
 from mlops_platform.definitions import build_definitions
 from mlops_platform.defs.monitoring.sensors import build_drift_sensor
 from mlops_platform.lib import warehouse
-from mlops_platform.lib.drift import training_reference
+from mlops_platform.lib.drift import prune_reports, training_reference
 from mlops_platform.lib.ground_truth import deliver_labels, read_ground_truth, source_position
 from mlops_platform.lib.inference_records import read_new_records
-from mlops_platform.lib.landing import Shift, load_source
+from mlops_platform.lib.landing import load_source
 from mlops_platform.lib.preprocessing import MISSING_CATEGORY
 from mlops_platform.lib.traffic import held_out_instances, send_traffic
+from mlops_platform.lib.ui_links import dagster_run_url, mlflow_artifact_url, mlflow_run_url
 from mlops_platform.settings import Settings
 from mlops_platform_tests.datasets import write_adult_spec
 from mlops_platform_tests.registry import adult_rows
@@ -57,7 +60,10 @@ def monitored(model_registry: Settings, tmp_path_factory):
         },
     )
     settings = Settings(
-        home=root / "home", dataset_spec_path=spec_path, mlflow_tracking_uri=model_registry.tracking_uri
+        home=root / "home",
+        dataset_spec_path=spec_path,
+        mlflow_tracking_uri=model_registry.tracking_uri,
+        drift_reports_kept=2,
     )
     spec = settings.load_spec()
     train = adult_rows(spec, 3000, seed=5)
@@ -85,9 +91,14 @@ def _traffic(settings: Settings, server: RunningServer, shifted: bool, rows: int
     return summary
 
 
+def _mlflow(defs: dg.Definitions) -> dict:
+    """The MLflow resource drift_sensor asks for, as the code location binds it."""
+    return {"mlflow": defs.resources["mlflow"]}
+
+
 def _sensor(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
-    sensor = next(s for s in defs.sensors if s.name == "drift_sensor")
-    return sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    sensor = defs.resolve_sensor_def("drift_sensor")
+    return sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=_mlflow(defs)))
 
 
 def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
@@ -96,17 +107,20 @@ def _materialize(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict:
     log = job.execute_in_process(
         asset_selection=[dg.AssetKey("inference_log")], partition_key=today, instance=instance
     )
-    report = job.execute_in_process(
-        asset_selection=[dg.AssetKey("drift_report")],
-        run_config={"ops": {"drift_report": {"config": {"window_rows": 300, "reference_rows": 1000}}}},
-        instance=instance,
-    )
+    report = job.execute_in_process(asset_selection=[dg.AssetKey("drift_report")], instance=instance)
     [check] = report.get_asset_check_evaluations()
     return {
         "log": log.asset_materializations_for_node("inference_log")[0].metadata,
         "report": report.output_for_node("drift_report"),
+        "metadata": report.asset_materializations_for_node("drift_report")[0].metadata,
+        "run_id": report.run_id,
         "check": check,
     }
+
+
+def _shown_share(skip_message: str) -> str:
+    """The drift share a sensor's skip message names, as printed."""
+    return skip_message.split("drift share ")[1].split()[0]
 
 
 def test_traffic_without_drift_is_logged_reported_and_triggers_nothing(monitored):
@@ -125,6 +139,55 @@ def test_traffic_without_drift_is_logged_reported_and_triggers_nothing(monitored
     assert report["prediction"]["column"] == "probability"
     assert Path(report["report"]).stat().st_size > 10_000  # Evidently's HTML
     assert done["check"].passed and done["check"].metadata["evaluated"].value is True
+    # the same window, the same measurement: the sensor and the asset agree
+    assert report["current_rows"] == 300 and report["reference_rows"] == 1000  # the spec's sizes
+    assert _shown_share(result.skip_reason.skip_message) == f"{report['drift_share']:.2f}"
+    assert f"drifted: {report['drifted_columns']}" in result.skip_reason.skip_message
+
+
+def test_the_drift_report_is_logged_to_mlflow_and_linked(monitored):
+    settings, server, defs, instance = monitored
+    _traffic(settings, server, shifted=False)
+    done = _materialize(defs, instance)
+    report, metadata = done["report"], done["metadata"]
+    client = MlflowClient(settings.tracking_uri)
+    run = client.get_run(report["mlflow_run_id"])
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == f"{settings.load_spec().name}-monitoring"
+    assert run.info.status == "FINISHED" and run.data.metrics["drift_share"] == report["drift_share"]
+    assert run.data.tags["model_version"] == "1" and run.data.tags["dagster.run_id"] == done["run_id"]
+    assert run.data.tags["dagster.run_url"] == dagster_run_url(settings.dagster_ui_url, done["run_id"])
+    html = Path(report["report"]).name
+    [artifact] = client.list_artifacts(run.info.run_id)
+    assert artifact.path == html and artifact.file_size > 10_000
+    links = (experiment.experiment_id, run.info.run_id)
+    assert metadata["report_url"].value == mlflow_artifact_url(settings.mlflow_ui_url, *links, html)
+    assert metadata["mlflow_run_url"].value == mlflow_run_url(settings.mlflow_ui_url, *links)
+    assert not [k for k, v in metadata.items() if "file://" in str(getattr(v, "value", v))]
+
+
+def test_local_drift_reports_keep_only_the_newest(monitored, tmp_path):
+    settings, server, defs, instance = monitored
+    _traffic(settings, server, shifted=False)
+    for _ in range(2):
+        _materialize(defs, instance)
+    kept = sorted((settings.home / "monitoring" / "drift_report").glob("*.html"))
+    assert len(kept) == settings.drift_reports_kept == 2
+    newest = _materialize(defs, instance)["report"]["report"]
+    after = sorted((settings.home / "monitoring" / "drift_report").glob("*.html"))
+    assert len(after) == 2 and Path(newest) in after and kept[0] not in after
+
+    for i in range(5):
+        (tmp_path / f"drift-{i}.html").write_text(str(i))
+        os.utime(tmp_path / f"drift-{i}.html", (1000 + i, 1000 + i))
+    (tmp_path / "notes.txt").write_text("not a report")
+    assert [p.name for p in prune_reports(tmp_path, 3)] == ["drift-0.html", "drift-1.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "drift-2.html",
+        "drift-3.html",
+        "drift-4.html",
+        "notes.txt",
+    ]
 
 
 def test_drifted_traffic_requests_one_retrain_per_episode(monitored):
@@ -138,6 +201,12 @@ def test_drifted_traffic_requests_one_retrain_per_episode(monitored):
     assert request.tags["mlops/trigger"] == "drift" and float(request.tags["mlops/drift_share"]) > 0.3
     assert {"age", "hours_per_week", "sex"} <= set(request.tags["mlops/drifted_columns"].split(","))
     assert defs.resolve_sensor_def("drift_sensor").job_name == "retrain_model"
+    # the evidence: a local copy, and the MLflow run whose artifact the run's tag links to
+    assert Path(request.tags["mlops/drift_report"]).stat().st_size > 10_000
+    run_id = request.tags["mlops/drift_report_url"].split("/runs/")[1].split("/")[0]
+    evidence = MlflowClient(settings.tracking_uri).get_run(run_id)
+    assert evidence.data.tags["mlops.source"] == "drift_sensor"
+    assert evidence.data.tags["dagster.run_key"] == request.run_key
 
     _traffic(settings, server, shifted=True)
     again = _sensor(defs, instance, result.cursor)
@@ -164,7 +233,9 @@ def test_drifted_traffic_requests_one_retrain_per_episode(monitored):
         }
     )
     sensor = build_drift_sensor(settings, spec)
-    held = sensor(dg.build_sensor_context(instance=instance, cursor=json.dumps(cooling)))
+    held = sensor(
+        dg.build_sensor_context(instance=instance, cursor=json.dumps(cooling), resources=_mlflow(defs))
+    )
     assert not held.run_requests and "cooldown 1800 s" in held.skip_reason.skip_message
 
 

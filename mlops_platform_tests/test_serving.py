@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,6 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_platform.lib.inference_records import (
+    RECORD_FIELDS,
+    frame_columns,
+    read_inference_log,
+    read_new_records,
+)
 from mlops_platform.lib.model_artifact import load_artifact
 from mlops_platform.resources.serving import deploy_owner
 from mlops_platform.serving.revisions import fetch_artifact
@@ -334,6 +343,18 @@ def test_inference_log_is_complete_after_a_clean_stop_and_traffic_survives_a_res
     assert 0.0 <= first_line["probability"] <= 1.0 and first_line["prediction"] in (0, 1)
     assert first_line["role"] in ("stable", "canary") and first_line["timestamp"].endswith("+00:00")
 
+    # the server writes exactly the schema's fields, and both readers give exactly its columns
+    assert all(list(line) == RECORD_FIELDS for line in lines)
+    spec = settings.load_spec()
+    columns = frame_columns(spec.features.numeric, spec.features.categorical)
+    files = sorted(settings.inference_log_dir.glob("date=*/*.jsonl"))
+    read = read_inference_log(files, spec.features.numeric, spec.features.categorical)
+    appended, _ = read_new_records(settings.inference_log_dir, {})
+    for frame in (read, appended):
+        assert list(frame.columns) == columns and len(frame) == len(sent)
+        assert sorted(frame["request_id"]) == sorted(sent) and frame["age"].eq(39).all()
+        assert frame[["timestamp", "model_version", "role", "probability", "prediction"]].notna().all().all()
+
     second = start_server(settings, 1)
     try:
         report = httpx.get(f"{second.url}/admin/traffic", headers=second.admin()).json()
@@ -485,3 +506,63 @@ def test_server_errors_are_counted_by_route(v1_only: RunningServer):
     }
     assert counted.get('route="/v1/models/{model}:predict",status="500"', 0) >= failed, counted
     assert counted.get('route="/v2/models/{model}/versions/{version}/infer",status="500"', 0) >= 1, counted
+
+
+WORKER_PROBE = """
+import asyncio, json, sys
+
+import httpx
+from uvicorn.config import Config
+from uvicorn.lifespan.on import LifespanOn
+
+import mlops_platform.cli
+from mlops_platform.serving.server import seed_traffic
+from mlops_platform.settings import Settings
+
+
+async def main():
+    print(seed_traffic(Settings.from_env(), version="1", alias=None, reset=True))  # `mlops serve --version 1`
+    config = Config("mlops_platform.serving.app:create_app", factory=True)
+    config.load()  # what each uvicorn worker does: import the factory's module and call it
+    lifespan = LifespanOn(config)
+    await lifespan.startup()
+    assert not lifespan.should_exit
+    transport = httpx.ASGITransport(app=config.loaded_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://worker") as client:
+        answer = await client.post(sys.argv[1], json={"instances": [json.loads(sys.argv[2])]})
+    await lifespan.shutdown()
+    print(json.dumps({"status": answer.status_code, "version": answer.headers.get("x-model-version"),
+                      "modules": sorted(sys.modules)}))
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_server_worker_never_imports_dagster(tmp_path, model_registry):
+    """`mlops serve`'s launcher and a worker, up to a scored request, load no Dagster, no
+    definitions and no Feast (only an entity lookup opens the feature store)."""
+    settings = Settings(
+        home=tmp_path / "home",
+        dataset_spec_path=model_registry.dataset_spec_path,
+        mlflow_tracking_uri=model_registry.tracking_uri,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER_PROBE, f"/v1/models/{MODEL}:predict", json.dumps(ROW)],
+        env={**os.environ, **settings.to_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["status"] == 200 and result["version"] == "1"
+    modules = result["modules"]
+    assert "mlops_platform.serving.app" in modules and "mlops_platform.cli" in modules
+    forbidden = [
+        m
+        for m in modules
+        if m.split(".")[0] in ("dagster", "dagster_dbt", "dagster_shared", "feast")
+        or m.startswith(("mlops_platform.defs", "mlops_platform.definitions"))
+    ]
+    assert forbidden == []

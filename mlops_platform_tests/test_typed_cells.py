@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_platform.datasets.csv_text import NUMBER_PATTERNS, has_number_format
 from mlops_platform.datasets.spec import load_spec, shipped_spec_path
-from mlops_platform.lib.batches import NUMBER_PATTERNS, has_number_format, record_ids, typed_columns
+from mlops_platform.lib.batches import record_ids, typed_columns
 
 CELLS = [
     "0", "7", "-0", "+007", "42.0", "42.00", "42.5", " 12 ", "\t3\t", "12 \n", "1e3", "1E-2", ".5", "5.",

@@ -1,4 +1,4 @@
-"""`dagster dev` serves the code location: the UI's GraphQL API lists our assets and checks."""
+"""`dg dev` serves the code location: the UI's GraphQL API lists our assets and checks."""
 
 import json
 import os
@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from mlops_platform_tests.checkout import VENV, checkout
 from mlops_platform_tests.pipeline import DATA_HALF
 from mlops_platform_tests.serving import free_port
 
@@ -46,14 +47,15 @@ WORKSPACE_QUERY = """{ workspaceOrError { ... on Workspace { locationEntries { n
 
 
 @pytest.fixture
-def dagster_dev(cli_env, adult_settings):
-    """`dagster dev` on the small Adult spec, with secrets in its environment; yields its port."""
+def dg_dev(cli_env, adult_settings, tmp_path):
+    """`dg dev` in the repository root, on the small Adult spec, with secrets in its environment;
+    yields its port."""
     adult_settings.home.mkdir(parents=True)
     port = free_port()
     server = subprocess.Popen(
-        ["dagster", "dev", "-m", "mlops_platform.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        env={**cli_env, **SECRET_ENV},
-        cwd=cli_env["MLOPS_HOME"],
+        ["dg", "dev", "-h", "127.0.0.1", "-p", str(port)],
+        env={**cli_env, **SECRET_ENV, "VIRTUAL_ENV": str(VENV)},
+        cwd=checkout(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group, stopped as a whole below
@@ -66,8 +68,8 @@ def dagster_dev(cli_env, adult_settings):
                     break
             except OSError:
                 pass
-            assert server.poll() is None, "dagster dev exited early"
-            assert time.monotonic() < deadline, "dagster dev did not serve the code location in 120 s"
+            assert server.poll() is None, "dg dev exited early"
+            assert time.monotonic() < deadline, "dg dev did not serve the code location in 120 s"
             time.sleep(1)
         yield port
     finally:
@@ -89,8 +91,8 @@ def _graphql_text(port: int, query: str, variables: dict) -> str:
         return response.read().decode()
 
 
-def test_dagster_dev_shows_the_data_half_and_no_secret(dagster_dev):
-    nodes = _graphql(dagster_dev, QUERY)["assetNodes"]
+def test_dg_dev_shows_the_data_half_and_no_secret(dg_dev):
+    nodes = _graphql(dg_dev, QUERY)["assetNodes"]
     shown = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     assert set(shown) >= DATA_HALF
     raw_checks = {c["name"]: c["blocking"] for c in shown["raw_data"]["assetChecksOrError"]["checks"]}
@@ -100,9 +102,9 @@ def test_dagster_dev_shows_the_data_half_and_no_secret(dagster_dev):
     assert shown["raw_data"]["groupName"] == "ingestion"
 
     # The resource page (what the UI's "Resources" tab shows): the variables' names, never their values.
-    entry = _graphql(dagster_dev, WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"][0]
+    entry = _graphql(dg_dev, WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"][0]
     repository = entry["locationOrLoadError"]["repositories"][0]["name"]
-    text = _graphql_text(dagster_dev, RESOURCES_QUERY, {"location": entry["name"], "repository": repository})
+    text = _graphql_text(dg_dev, RESOURCES_QUERY, {"location": entry["name"], "repository": repository})
     resources = {
         r["name"]: {v["key"]: v for v in r["configuredValues"]}
         for r in json.loads(text)["data"]["allTopLevelResourceDetailsOrError"]["results"]

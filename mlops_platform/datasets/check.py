@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlops_platform.datasets.csv_text import read_csv_text
 from mlops_platform.datasets.spec import ColumnSpec, DatasetSpec, SpecError, category_text, load_spec, shown
-from mlops_platform.lib.landing import read_csv_text
 
 SAMPLE_ROWS = 10_000
 _SHOWN_VALUES = 3  # offending values quoted per problem
@@ -101,7 +101,7 @@ def _header_problems(spec: DatasetSpec, spec_path: Path) -> tuple[list[str] | No
 
 def column_problems(column: ColumnSpec, cells: pd.Series) -> list[str]:
     """What in `cells` (text, missing as NA) breaks `column`'s type, nulls, range or domain."""
-    from mlops_platform.lib.batches import has_number_format, parse_timestamps
+    from mlops_platform.datasets.csv_text import has_number_format, parse_timestamps
 
     problems = []
     sampled = f"of {len(cells):,} sampled rows"

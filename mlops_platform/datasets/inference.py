@@ -22,8 +22,8 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 import yaml
 
+from mlops_platform.datasets.csv_text import NUMBER_PATTERNS, parse_timestamps
 from mlops_platform.datasets.spec import RESERVED_COLUMNS, DatasetSpec, SpecError, is_integer_code
-from mlops_platform.lib.batches import NUMBER_PATTERNS, parse_timestamps
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -226,7 +226,7 @@ def read_header(path: Path) -> list[str]:
         raise ValueError(f"{path} is empty: expected a header line naming the columns, then rows")
     if not header or not any(name.strip() for name in header):
         raise ValueError(f"{path}: line 1 is empty; line 1 must be the header naming the columns")
-    from mlops_platform.lib.landing import check_header
+    from mlops_platform.datasets.csv_text import check_header
 
     check_header(path, header)
     return header
@@ -291,7 +291,7 @@ def read_text_table(path: Path) -> tuple[list[str], pa.Table]:
 
 
 def _matches(values: pa.Array, pattern: str) -> np.ndarray:
-    from mlops_platform.lib.batches import matches_pattern
+    from mlops_platform.datasets.csv_text import matches_pattern
 
     return np.asarray(matches_pattern(values, pattern).to_numpy(zero_copy_only=False), dtype=bool)
 

@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from mlops_platform.lib.metric_names import CLASSIFICATION_METRICS, FAIRNESS_GAPS
+from mlops_platform.datasets.metric_names import CLASSIFICATION_METRICS, FAIRNESS_GAPS
+from mlops_platform.datasets.simulation import AnalysisPolicy, Shift
 
 # Columns the platform adds at ingestion; a dataset may not use these names.
 RESERVED_COLUMNS = frozenset(
@@ -344,8 +345,6 @@ class DeploymentSpec(_Strict):
 
     @model_validator(mode="after")
     def _known_thresholds(self) -> DeploymentSpec:
-        from mlops_platform.lib.canary_analysis import AnalysisPolicy
-
         known = set(AnalysisPolicy.__dataclass_fields__)
         unknown = sorted(set(self.analysis) - known)
         if unknown:
@@ -410,8 +409,6 @@ class DatasetSpec(_Strict):
                 raise ValueError(f"sensitive_attributes.{i}.column: {attr.column!r} is listed twice")
             if attr.bins is not None and not self.columns[attr.column].is_numeric:
                 raise ValueError(f"sensitive_attributes.{i}.bins: {attr.column!r} is not numeric")
-        from mlops_platform.lib.landing import Shift
-
         for i, text in enumerate(self.simulation.demo_drift):
             try:
                 column = Shift.parse(text).column

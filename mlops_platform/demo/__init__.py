@@ -13,14 +13,19 @@
 6. Stops traffic, daemon and server; delivers the served requests' labels; materializes
    `inference_log`, `drift_report` and `live_performance`; prints the summary.
 
-Runs, ticks and materializations go to the instance in `$DAGSTER_HOME`: `make ui` shows them.
+Runs, ticks and materializations go to the instance in `$DAGSTER_HOME`: `make ui` shows them. The
+demo prints its own progress and errors only; what Dagster and the libraries under it (dbt, MLflow)
+write to the console, Dagster's debug lines included, goes to `MLOPS_HOME/logs/demo-dagster.log`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -46,16 +51,21 @@ class DemoFailed(RuntimeError):
 
 
 class Progress:
-    """`==> stage` headings and `[  12 s] event` lines, seconds since the demo started."""
+    """`==> stage` headings, `[  12 s] event` lines (seconds since the demo started) and blocks of
+    text, on the stdout the demo started with (while `console_log_to` diverts the process's)."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
+        self.out = sys.stdout
 
     def stage(self, message: str) -> None:
-        print(f"\n==> {message}", flush=True)
+        self.show(f"\n==> {message}")
 
     def say(self, message: str) -> None:
-        print(f"[{time.monotonic() - self.started:5.0f} s] {message}", flush=True)
+        self.show(f"[{time.monotonic() - self.started:5.0f} s] {message}")
+
+    def show(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
 
 
 def local_port(url: str) -> int:
@@ -86,6 +96,19 @@ def require_fresh_registry(settings: Settings, model_name: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def console_log_to(path: Path) -> Iterator[None]:
+    """Send what this process writes to stdout and stderr (the console logger of in-process runs,
+    dbt's output, warnings) to `path` while the block runs; `Progress` keeps the real stdout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(path, "a", buffering=1, encoding="utf-8") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
+        yield
+
+
 def run_demo(options: DemoOptions = DemoOptions()) -> int:
     dagster_home = os.environ.get("DAGSTER_HOME")
     if not dagster_home:
@@ -96,13 +119,16 @@ def run_demo(options: DemoOptions = DemoOptions()) -> int:
         raise ValueError(f"{settings.dataset_spec_path}: simulation.demo_drift is empty: say how data moves")
     port = local_port(settings.serving_url)
     require_free_port(port)
-    require_fresh_registry(settings, spec.registered_model_name)
     progress = Progress()
+    dagster_log = settings.home / "logs" / "demo-dagster.log"
+    progress.say(f"Dagster's log (debug lines included): {dagster_log}")
     try:
-        with dg.DagsterInstance.get() as instance:
-            from mlops_platform.demo.loop import DemoLoop
+        with console_log_to(dagster_log):
+            require_fresh_registry(settings, spec.registered_model_name)
+            with dg.DagsterInstance.get() as instance:
+                from mlops_platform.demo.loop import DemoLoop
 
-            DemoLoop(settings, spec, instance, Path(dagster_home), port, options, progress).run()
+                DemoLoop(settings, spec, instance, Path(dagster_home), port, options, progress).run()
     except DemoFailed as failure:
         print(f"\nthe demo stopped: {failure}", flush=True)
         return 1

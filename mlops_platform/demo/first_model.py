@@ -20,9 +20,6 @@ def land_demo_data(settings: Settings, batches: int) -> list[str]:
     return landed_days(settings.landing_dir)
 
 
-INFO_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-
-
 def run_data_pipeline(
     defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str
 ) -> dg.ExecuteInProcessResult:
@@ -34,7 +31,6 @@ def run_data_pipeline(
             "dagster/asset_partition_range_end": last,
             "mlops/trigger": "mlops demo",
         },
-        run_config=INFO_LOGS,
         raise_on_error=False,
     )
 
@@ -42,7 +38,7 @@ def run_data_pipeline(
 def run_model_half(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     """`retrain_model`: training set, training, evaluation, fairness, gates, registration."""
     return defs.resolve_job_def(RETRAIN_MODEL).execute_in_process(
-        instance=instance, tags={"mlops/trigger": "mlops demo"}, run_config=INFO_LOGS, raise_on_error=False
+        instance=instance, tags={"mlops/trigger": "mlops demo"}, raise_on_error=False
     )
 
 

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import dagster as dg
 
+from mlops_platform.datasets.simulation import Shift
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.jobs import DATA_PIPELINE, DEPLOY_MODEL, RETRAIN_MODEL
 from mlops_platform.demo import (
@@ -20,9 +21,9 @@ from mlops_platform.demo import (
     Progress,
 )
 from mlops_platform.demo.first_model import land_demo_data, run_data_pipeline, run_model_half, summarize
-from mlops_platform.demo.summary import DemoRecord, print_summary
+from mlops_platform.demo.summary import DemoRecord, summary_text
 from mlops_platform.demo.watch import InstanceWatch, WaitTimedOut
-from mlops_platform.lib.landing import Shift, simulate_batches
+from mlops_platform.lib.landing import simulate_batches
 from mlops_platform.lib.traffic import TrafficSender, held_out_instances
 from mlops_platform.local_processes import LocalProcess, start_dagster_daemon, start_model_server
 from mlops_platform.resources.serving import LocalGateway
@@ -64,7 +65,9 @@ class DemoLoop:
         finally:
             self.stop_processes()
         self.monitoring_assets()
-        print_summary(self.settings, self.spec, self.record, time.monotonic() - self.progress.started)
+        self.progress.show(
+            summary_text(self.settings, self.spec, self.record, time.monotonic() - self.progress.started)
+        )
 
     # 1. data and the first model, in this process
     def first_model(self) -> None:
@@ -76,14 +79,14 @@ class DemoLoop:
             f"data pipeline over {days[0]} .. {days[-1]}: ingest, validate, dbt, Feast, training set"
         )
         data = run_data_pipeline(self.defs, self.instance, days[0], days[-1])
-        print("\n".join(summarize(data)), flush=True)
+        progress.show("\n".join(summarize(data)))
         if not data.success:
             raise DemoFailed(
                 f"the data pipeline failed (run {data.run_id}); the Dagster UI has the step logs"
             )
         progress.stage("model half: train (torch, tracked in MLflow), evaluate, fairness, gates, register")
         model = run_model_half(self.defs, self.instance)
-        print("\n".join(summarize(model)), flush=True)
+        progress.show("\n".join(summarize(model)))
         if not model.success:
             raise DemoFailed(f"a gate stopped the first model (run {model.run_id}): nothing was registered")
 

@@ -106,7 +106,8 @@ def drift_lines(spec: DatasetSpec, record: DemoRecord) -> list[str]:
     return lines
 
 
-def print_summary(settings: Settings, spec: DatasetSpec, record: DemoRecord, elapsed_s: float) -> None:
+def summary_text(settings: Settings, spec: DatasetSpec, record: DemoRecord, elapsed_s: float) -> str:
+    """The closing screenful."""
     run = record.retrain_run
     lines = [
         f"\n==> summary ({elapsed_s / 60:.1f} minutes)",
@@ -124,4 +125,4 @@ def print_summary(settings: Settings, spec: DatasetSpec, record: DemoRecord, ela
         f"  drift HTML    {settings.home / 'monitoring'}",
         "  serve again   make serve (resumes the champion); make deploy rolls out a new challenger",
     ]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)

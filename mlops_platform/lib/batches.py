@@ -9,56 +9,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from mlops_platform.datasets.csv_text import arrow_text, has_number_format, number_format, parse_timestamps
 from mlops_platform.datasets.spec import DatasetSpec
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    pass
 
 SECONDS_PER_DAY = 86_400
 
 _PANDAS_TYPES = {"integer": "Int64", "float": "float64", "categorical": "string"}
-
-# What a numeric cell must look like to be typed: ASCII digits only, an optional sign,
-# blanks (space, tab) around. An integer has at most 18 significant digits (so it fits
-# int64) and may end in `.0`; a float is a decimal with an optional exponent (one that
-# overflows to infinity is caught by the range rule). `\Z`: no trailing newline either.
-NUMBER_PATTERNS = {
-    "integer": r"^[ \t]*[-+]?0*[0-9]{1,18}(?:\.0*)?[ \t]*\Z",
-    "float": r"^[ \t]*[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?[ \t]*\Z",
-}
-
-
-def has_number_format(cells: pd.Series, kind: str) -> pd.Series:
-    """True where a cell is present and matches the number pattern of `kind`."""
-    matched = _number_format(_arrow_text(cells), kind)
-    return pd.Series(matched.to_numpy(zero_copy_only=False), index=cells.index)
-
-
-def _arrow_text(cells: pd.Series) -> pa.Array:
-    """The cells as Arrow strings, a missing cell (None, NaN, NA) as null."""
-    import pyarrow as pa
-
-    try:  # landed text: every present cell is a str
-        return pa.array(cells.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # other values: as their text, like astype(str)
-        return pa.array(cells.astype("string"), type=pa.string())
-
-
-def _number_format(text: pa.Array, kind: str) -> pa.Array:
-    """`NUMBER_PATTERNS[kind]` matched by Arrow; False for nulls."""
-    return matches_pattern(text, NUMBER_PATTERNS[kind])
-
-
-def matches_pattern(text: pa.Array, pattern: str) -> pa.Array:
-    """A Python regular expression matched by Arrow (RE2, where `$` is Python's `\\Z`); False for nulls."""
-    import pyarrow.compute as pc
-
-    return pc.fill_null(pc.match_substring_regex(text, pattern.replace("\\Z", "$")), False)
-
-
-def parse_timestamps(cells: pd.Series) -> pd.Series:
-    """ISO 8601 text as UTC timestamps; anything else becomes missing."""
-    return pd.to_datetime(cells, format="ISO8601", errors="coerce", utc=True)
 
 
 def record_ids(text: pd.DataFrame, spec: DatasetSpec, day: str, ragged: pd.Series | None = None) -> pd.Series:
@@ -73,7 +32,7 @@ def record_ids(text: pd.DataFrame, spec: DatasetSpec, day: str, ragged: pd.Serie
     import pyarrow as pa
 
     columns = [c for c in spec.columns if c in text.columns]
-    cells = {f"c{i}": _arrow_text(text[c]) for i, c in enumerate(columns)}
+    cells = {f"c{i}": arrow_text(text[c]) for i, c in enumerate(columns)}
     missing = pa.nulls(len(text), pa.string())
     cells["ragged"] = missing if ragged is None else pa.array(ragged.astype("string"), type=pa.string())
     cells["position"] = pa.array(np.arange(len(text), dtype=np.int64))
@@ -137,8 +96,8 @@ def _integers(cells: pd.Series) -> pd.Series:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = _arrow_text(cells)
-    valid = _number_format(text, "integer")
+    text = arrow_text(cells)
+    valid = number_format(text, "integer")
     digits = pc.replace_substring_regex(pc.utf8_trim(text, " \t"), r"^\+|\..*$", "")
     numbers = pc.cast(pc.if_else(valid, digits, pa.scalar(None, pa.string())), pa.int64())
     return pd.Series(numbers.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), index=cells.index)

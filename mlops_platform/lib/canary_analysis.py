@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from mlops_platform.datasets.simulation import AnalysisPolicy
+
 
 def _quantile(buckets: dict[float, float], q: float) -> float:
     """Seconds; linear interpolation inside the bucket, as `histogram_quantile` does."""
@@ -120,16 +122,6 @@ def parse_metrics(text: str, model_name: str) -> dict[str, VersionWindow]:
         version: VersionWindow(v["requests"], v["errors"], v["latency"], v["model_latency"], v["predictions"])
         for version, v in found.items()
     }
-
-
-@dataclass(frozen=True)
-class AnalysisPolicy:
-    min_samples: int = 200
-    max_error_rate_increase: float = 0.02
-    max_latency_ratio: float = 1.5
-    latency_margin_ms: float = 2.0
-    max_prediction_psi: float = 0.25
-    prediction_alpha: float = 0.01
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@ Tags on a version (`deployment.*`):
   `failed` (the run raised), `interrupted` (the run died; set by the failed-run sensor),
   `already_rolled_out` (it already took all traffic), or `retired` once a later version
   replaced it;
-- `attempts`, and `attempt.<n>`: JSON with the Dagster run, start, end, outcome and reason;
-- `run_id`, `reason`: those of the latest attempt; `retired_by`, `retired_at` once retired.
+- `attempts`, and `attempt.<n>`: JSON with the Dagster run (id and UI page), start, end,
+  outcome and reason;
+- `run_id`, `run_url`, `reason`: those of the latest attempt; once retired, `reason` names the
+  version that replaced it and the run that promoted that one; `retired_by`, `retired_at`.
 
 The registry is then the one place that says what happened to a version, and no version
 keeps saying `promoted` after it stopped serving.
@@ -30,16 +32,19 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def start_attempt(client: MlflowClient, name: str, version: str, run_id: str) -> int:
-    """Record a new attempt for `version` by Dagster run `run_id`; returns its number."""
+def start_attempt(
+    client: MlflowClient, name: str, version: str, run_id: str, run_url: str | None = None
+) -> int:
+    """Record a new attempt for `version` by Dagster run `run_id` (UI page `run_url`); returns its number."""
     tags = client.get_model_version(name, version).tags
     attempt = int(tags.get("deployment.attempts", "0")) + 1
-    entry = {"run_id": run_id, "started_at": _now(), "outcome": IN_PROGRESS}
+    entry = {"run_id": run_id, "run_url": run_url, "started_at": _now(), "outcome": IN_PROGRESS}
     for key, value in {
         "deployment.attempts": str(attempt),
         f"deployment.attempt.{attempt}": json.dumps(entry, sort_keys=True),
         "deployment.status": IN_PROGRESS,
         "deployment.run_id": run_id,
+        "deployment.run_url": run_url or "",
         "deployment.reason": "",
     }.items():
         client.set_model_version_tag(name, version, key, value)
@@ -60,11 +65,15 @@ def finish_attempt(
     client.set_model_version_tag(name, version, "deployment.reason", reason[:_REASON_LIMIT])
 
 
-def retire(client: MlflowClient, name: str, version: str, replaced_by: str) -> None:
-    """Mark a version that no longer serves, because `replaced_by` was promoted over it."""
-    client.set_model_version_tag(name, version, "deployment.status", "retired")
-    client.set_model_version_tag(name, version, "deployment.retired_by", replaced_by)
-    client.set_model_version_tag(name, version, "deployment.retired_at", _now())
+def retire(client: MlflowClient, name: str, version: str, replaced_by: str, run_id: str) -> None:
+    """Mark a version that no longer serves: Dagster run `run_id` promoted `replaced_by` over it."""
+    for key, value in {
+        "deployment.status": "retired",
+        "deployment.retired_by": replaced_by,
+        "deployment.retired_at": _now(),
+        "deployment.reason": f"replaced by v{replaced_by}, promoted by Dagster run {run_id}",
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
 
 
 def interrupt_attempts_of_run(client: MlflowClient, name: str, run_id: str, reason: str) -> list[str]:

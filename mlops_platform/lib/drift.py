@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from mlops_platform.lib import warehouse
@@ -22,6 +23,12 @@ from mlops_platform.lib.preprocessing import MISSING_CATEGORY
 
 PREDICTION = "probability"
 REFERENCE_SEED = 0
+
+
+class Scorer(Protocol):
+    """A model that scores feature rows (`ScoringModel`)."""
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
 
 
 def training_reference(
@@ -143,3 +150,37 @@ def measure_drift(
         current_rows=len(current),
         snapshot=snapshot,
     )
+
+
+def newest_predictions(predictions: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """The `rows` most recent logged predictions, in time order (ties by request and row)."""
+    ordered = predictions.sort_values(["timestamp", "request_id", "row"], kind="stable")
+    return ordered.tail(rows).reset_index(drop=True)
+
+
+def served_version(window: pd.DataFrame) -> str:
+    """The model version that served most of the window."""
+    return str(window["model_version"].astype(str).mode().iloc[0])
+
+
+def window_drift(
+    window: pd.DataFrame,
+    reference: pd.DataFrame,
+    model: Scorer,
+    numeric: list[str],
+    categorical: list[str],
+    max_drift_share: float,
+) -> DriftResult:
+    """Data and prediction drift of a served `window` (inputs and `probability`) against the
+    `reference` sample, which `model`, the version that served the window, scores."""
+    scored = reference.assign(**{PREDICTION: model.predict_proba(reference)})
+    return measure_drift(scored, window, numeric, categorical, max_drift_share)
+
+
+def prune_reports(folder: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` HTML reports in `folder`; returns the deleted paths."""
+    reports = sorted(Path(folder).glob("*.html"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    stale = reports[: max(len(reports) - keep, 0)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from mlops_platform.lib.metric_names import CLASSIFICATION_METRICS
+from mlops_platform.datasets.metric_names import CLASSIFICATION_METRICS
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from mlops_platform.datasets.csv_text import NUMBER_PATTERNS
 from mlops_platform.datasets.spec import DatasetSpec
-from mlops_platform.lib.batches import NUMBER_PATTERNS
 from mlops_platform.lib.landing import LandedFile
 
 if TYPE_CHECKING:

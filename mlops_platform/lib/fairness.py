@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mlops_platform.lib.metric_names import FAIRNESS_GAPS as GAPS
-from mlops_platform.lib.metric_names import GAP_FLOORS
+from mlops_platform.datasets.metric_names import FAIRNESS_GAPS as GAPS
+from mlops_platform.datasets.metric_names import GAP_FLOORS
 
 # The group rates each gap compares (a group whose rate is undefined cannot enter the gap).
 GAP_RATES = {
@@ -35,6 +36,11 @@ RATE_NEEDS = {
     "precision": "predicted positives",
 }
 _BOOTSTRAP_BLOCK = 256  # resamples drawn at once
+# A number in a group name; a `-` right after a digit separates a range (`17-25`), no sign.
+_NUMBER = re.compile(r"(?<![\d.])[-+]?\d+(?:\.\d+)?")
+# The chart fits the metadata dialog of the Dagster UI: 6.4 in at 100 dpi is 640 px wide.
+CHART_WIDTH_INCHES = 6.4
+CHART_DPI = 100
 
 
 def bin_labels(edges: list[float]) -> list[str]:
@@ -62,9 +68,26 @@ def group_values(values: pd.Series, bins: list[float] | None) -> pd.Series:
     )
 
 
+def group_order(name: str) -> tuple[int, float, float, str]:
+    """Sort key of a group name: names with a number (bins such as `17-25`, `[18, 30)`, `<30`,
+    `>=60`, `60+`) by their numeric lower bound (`<30` has none: first), then by the upper one;
+    names without a number after them, in text order."""
+    numbers = [float(n) for n in _NUMBER.findall(name)]
+    if not numbers:
+        return (1, math.inf, math.inf, name)
+    text = name.strip()
+    if text.startswith("<"):
+        return (0, -math.inf, numbers[0], name)
+    if len(numbers) > 1:
+        return (0, numbers[0], numbers[1], name)
+    open_above = text.startswith(">") or text.endswith("+")
+    return (0, numbers[0], math.inf if open_above else numbers[0], name)
+
+
 def _group_codes(groups: pd.Series) -> tuple[list[str], np.ndarray]:
-    """Group names (category order for a categorical, sorted otherwise) and each row's code."""
-    if isinstance(groups.dtype, pd.CategoricalDtype):
+    """Group names (category order for an ordered categorical, `group_order` otherwise) and each
+    row's code."""
+    if isinstance(groups.dtype, pd.CategoricalDtype) and groups.cat.ordered:
         codes = groups.cat.codes.to_numpy()
         if (codes < 0).any():
             raise ValueError("every row needs a group: missing values too (group_values gives them one)")
@@ -73,7 +96,10 @@ def _group_codes(groups: pd.Series) -> tuple[list[str], np.ndarray]:
         remap[present] = np.arange(len(present))
         return [str(groups.cat.categories[i]) for i in present], remap[codes]
     names, codes = np.unique(groups.astype(str).to_numpy(), return_inverse=True)
-    return [str(n) for n in names], codes
+    order = sorted(range(len(names)), key=lambda i: group_order(str(names[i])))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return [str(names[i]) for i in order], rank[codes]
 
 
 def _rates(cells: np.ndarray) -> dict[str, np.ndarray]:
@@ -228,20 +254,20 @@ def shown_value(value: float | None, digits: int = 3) -> str:
 
 
 def plot_fairness(reports: list[AttributeFairness], path: Path) -> Path:
-    """One panel per attribute: selection rate, TPR and FPR per group, groups in their order
-    (bins by edge), each labelled with its row count; groups left out of the gaps are hatched
-    and an undefined rate is marked `n/a` instead of drawn as 0."""
+    """One panel per attribute, stacked (the chart is `CHART_WIDTH_INCHES` wide at `CHART_DPI`
+    whatever the number of attributes): selection rate, TPR and FPR per group, groups in their
+    order (bins by edge), each labelled with its row count; groups left out of the gaps are
+    hatched and an undefined rate is marked `n/a` instead of drawn as 0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    widths = [max(3.6, 0.75 * len(r.groups) + 1.6) for r in reports]
     fig, axes = plt.subplots(
-        1, len(reports), figsize=(sum(widths), 4.2), squeeze=False, gridspec_kw={"width_ratios": widths}
+        len(reports), 1, figsize=(CHART_WIDTH_INCHES, 0.4 + 2.7 * len(reports)), squeeze=False
     )
     rates = ("selection_rate", "true_positive_rate", "false_positive_rate")
-    for ax, report in zip(axes[0], reports, strict=True):
+    for ax, report in zip(axes[:, 0], reports, strict=True):
         table = report.groups
         x = np.arange(len(table))
         for offset, column in zip((-0.27, 0.0, 0.27), rates, strict=True):
@@ -255,23 +281,28 @@ def plot_fairness(reports: list[AttributeFairness], path: Path) -> Path:
                     ax.text(
                         bar.get_x() + bar.get_width() / 2, 0.01, "n/a", ha="center", fontsize=6, rotation=90
                     )
-        ax.set_xticks(
-            x, [f"{g}\nn={n}" for g, n in zip(table["group"], table["count"], strict=True)], fontsize=7
-        )
-        if len(table) > 6 or max(len(str(g)) for g in table["group"]) > 10:  # long names would overlap
-            plt.setp(ax.get_xticklabels(), rotation=25, ha="right", rotation_mode="anchor")
+        many = len(table) > 8  # one line each, steeply rotated, or they would overlap
+        sep = " " if many else "\n"
+        ticks = [f"{g}{sep}n={n}" for g, n in zip(table["group"], table["count"], strict=True)]
+        ax.set_xticks(x, ticks, fontsize=6 if many else 7)
+        if many or max(len(str(g)) for g in table["group"]) > 10:  # long names would overlap
+            plt.setp(ax.get_xticklabels(), rotation=60 if many else 25, ha="right", rotation_mode="anchor")
         dp = report.gaps["demographic_parity_difference"]
         interval = f" [{dp['ci_low']:.3f}, {dp['ci_high']:.3f}]" if math.isfinite(dp["value"]) else ""
         ax.set_title(f"{report.attribute}: DP diff {shown_value(dp['value'])}{interval}", fontsize=9)
         ax.set_ylim(0, 1.05)
+        ax.tick_params(axis="y", labelsize=7)
         ax.grid(axis="y", alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="upper center", ncol=3, fontsize=7, frameon=False)  # above, not on bars
     if any(not r.groups["in_gaps"].all() for r in reports):
-        fig.text(0.01, 0.01, "hatched: fewer test rows than min_group_size, left out of the gaps", fontsize=7)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.94))
+        note = "hatched: fewer test rows than min_group_size, left out of the gaps"
+        fig.text(0.01, 0.005, note, fontsize=7)
+    top = 1 - 0.3 / fig.get_figheight()  # room for the legend
+    bottom = 0.2 / fig.get_figheight()  # and for the note
+    fig.tight_layout(rect=(0, bottom, 1, top))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=CHART_DPI)
     plt.close(fig)
     return path
 

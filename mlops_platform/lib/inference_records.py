@@ -1,22 +1,47 @@
-"""Reading the model server's inference log (JSON lines per day and worker) into a typed frame."""
+"""The model server's inference log: the record schema, and reading the log (JSON lines per day and
+worker) into a typed frame.
+
+`InferenceRecord` is the one definition of a line: the server writes it, and the readers select
+its fields, in order, with the DuckDB type each field's annotation names.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any, TypedDict, get_type_hints
 
 import pandas as pd
 
-LOG_COLUMNS = {
-    "request_id": "VARCHAR",
-    "timestamp": "TIMESTAMPTZ",
-    "model_name": "VARCHAR",
-    "model_version": "VARCHAR",
-    "role": "VARCHAR",
-    "protocol": "VARCHAR",
-    "row": "INTEGER",
-    "entity_id": "VARCHAR",
-}
-OUTPUT_COLUMNS = {"probability": "DOUBLE", "prediction": "INTEGER"}
+
+class InferenceRecord(TypedDict):
+    """One scored row: who asked, which version answered, the inputs and the output."""
+
+    request_id: Annotated[str, "VARCHAR"]
+    timestamp: Annotated[str, "TIMESTAMPTZ"]  # UTC, ISO 8601
+    model_name: Annotated[str, "VARCHAR"]
+    model_version: Annotated[str, "VARCHAR"]
+    role: Annotated[str, "VARCHAR"]  # stable or canary
+    protocol: Annotated[str, "VARCHAR"]  # v1 or v2
+    row: Annotated[int, "INTEGER"]  # index within the request
+    entity_id: Annotated[str | None, "VARCHAR"]
+    inputs: Annotated[dict[str, Any], "STRUCT"]  # feature -> value, typed per feature
+    probability: Annotated[float, "DOUBLE"]
+    prediction: Annotated[int, "INTEGER"]
+
+
+_FIELDS = [
+    (name, hint.__metadata__[0])
+    for name, hint in get_type_hints(InferenceRecord, include_extras=True).items()
+]
+RECORD_FIELDS = [name for name, _ in _FIELDS]  # a line's keys, in order
+_INPUTS = RECORD_FIELDS.index("inputs")
+LOG_COLUMNS = dict(_FIELDS[:_INPUTS])  # the fields before the inputs
+OUTPUT_COLUMNS = dict(_FIELDS[_INPUTS + 1 :])  # the fields after them
+
+
+def frame_columns(numeric: list[str], categorical: list[str]) -> list[str]:
+    """The columns of a read log: the record's fields with `inputs` flattened, one per feature."""
+    return [*LOG_COLUMNS, *numeric, *categorical, *OUTPUT_COLUMNS]
 
 
 def log_files(log_dir: Path, day: str) -> list[Path]:
@@ -37,10 +62,9 @@ def read_inference_log(files: list[Path], numeric: list[str], categorical: list[
 
     inputs = {**{n: "DOUBLE" for n in numeric}, **{n: "VARCHAR" for n in categorical}}
     if not files:
-        empty = {**LOG_COLUMNS, **inputs, **OUTPUT_COLUMNS}
-        return pd.DataFrame({name: pd.Series(dtype="object") for name in empty})
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in frame_columns(numeric, categorical)})
     struct = ", ".join(f'"{name}" {kind}' for name, kind in inputs.items())
-    columns = {**LOG_COLUMNS, "inputs": f"STRUCT({struct})", **OUTPUT_COLUMNS}
+    columns = {name: f"STRUCT({struct})" if name == "inputs" else kind for name, kind in _FIELDS}
     columns_sql = "{" + ", ".join(f"{_sql_string(k)}: {_sql_string(v)}" for k, v in columns.items()) + "}"
     paths_sql = "[" + ", ".join(_sql_string(str(p)) for p in files) + "]"
     selected = ", ".join(

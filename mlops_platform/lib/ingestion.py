@@ -33,8 +33,8 @@ from mlops_platform.lib.expectations import (
     validate_batch,
 )
 from mlops_platform.lib.landing import (
+    CsvFileError,
     LandedFile,
-    LandingFileError,
     LandingFingerprint,
     landing_path,
     parse_landing_file,
@@ -123,7 +123,7 @@ def read_day(landing_dir: Path, spec: DatasetSpec, day: str) -> tuple[LandedFile
     """A day's landing file and its typed records (every record, in file order)."""
     landed = parse_landing_file(landing_path(landing_dir, day))
     if not set(landed.text.columns) & set(spec.columns):
-        raise LandingFileError(
+        raise CsvFileError(
             f"{landed.path}: line 1 is not a header: it names none of the columns of dataset "
             f"{spec.name!r} ({', '.join(spec.columns)})"
         )

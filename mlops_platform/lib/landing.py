@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlops_platform.datasets.csv_text import CsvFileError, check_header, read_csv_text
+from mlops_platform.datasets.simulation import Shift
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.lib.files import atomic_target
 
@@ -35,10 +37,6 @@ def landed_days(landing_dir: Path) -> list[str]:
     if not Path(landing_dir).is_dir():
         return []
     return sorted(m.group(1) for p in Path(landing_dir).iterdir() if (m := _LANDING_NAME.match(p.name)))
-
-
-class LandingFileError(ValueError):
-    """A landing file that cannot be read as a table; the message names the file and line."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +102,7 @@ def parse_landing_file(path: Path) -> LandedFile:
     fingerprint = LandingFingerprint(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
     content = _decode(path, data)
     if not content.strip():
-        raise LandingFileError(f"{path}: the file is empty; a landing file starts with a header line")
+        raise CsvFileError(f"{path}: the file is empty; a landing file starts with a header line")
     body = data.find(b"\n") + 1  # where the records start
     if _is_plain(data) and 0 < body < len(data):
         header = _header(path, next(csv.reader([data[:body].decode()])))
@@ -206,7 +204,7 @@ def _decode(path: Path, data: bytes) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         byte = exc.start - data.rfind(b"\n", 0, exc.start)
-        raise LandingFileError(
+        raise CsvFileError(
             f"{path}: line {line}, byte {byte} of the line: not UTF-8 ({exc.reason}); "
             "write landing files as UTF-8"
         ) from None
@@ -215,43 +213,19 @@ def _decode(path: Path, data: bytes) -> str:
 def _header(path: Path, header: list[str]) -> list[str]:
     """The header record, checked: a name for every column, none twice."""
     if not header:
-        raise LandingFileError(f"{path}: line 1 is empty; line 1 must be the header naming the columns")
+        raise CsvFileError(f"{path}: line 1 is empty; line 1 must be the header naming the columns")
     check_header(path, header)
     return header
 
 
-def check_header(path: Path, header: list[str]) -> None:
-    """Every column of a CSV header has a name, and none is named twice."""
-    seen: dict[str, int] = {}
-    for position, name in enumerate(header, start=1):
-        if not name.strip():
-            raise LandingFileError(
-                f"{path}: line 1, field {position}: no column name; line 1 must be the header"
-            )
-        if name in seen:
-            raise LandingFileError(
-                f"{path}: line 1, fields {seen[name]} and {position}: column {name!r} is named twice"
-            )
-        seen[name] = position
-
-
 def read_landing_file(path: Path) -> pd.DataFrame:
     """A well-formed landing file as a text table (empty cells missing); a ragged record
-    raises `LandingFileError` naming its line."""
+    raises `CsvFileError` naming its line."""
     landed = parse_landing_file(path)
     if not landed.well_formed.all():
         first = int(np.flatnonzero(~landed.well_formed)[0])
-        raise LandingFileError(f"{path}: line {landed.lines[first]}: {landed.faults[first]}")
+        raise CsvFileError(f"{path}: line {landed.lines[first]}: {landed.faults[first]}")
     return landed.text
-
-
-def read_csv_text(path: Path, rows: int | None = None, header: list[str] | None = None) -> pd.DataFrame:
-    """A CSV as the platform reads it: every cell text, only an empty cell missing; the first
-    `rows` rows (None: all), the columns in `header`'s order when given."""
-    frame = pd.read_csv(
-        path, dtype=str, keep_default_na=False, na_values=[""], nrows=rows, index_col=False, encoding="utf-8"
-    )
-    return frame if header is None else frame.reindex(columns=header)
 
 
 def load_source(spec: DatasetSpec) -> pd.DataFrame:
@@ -259,41 +233,6 @@ def load_source(spec: DatasetSpec) -> pd.DataFrame:
     frame = read_csv_text(spec.source.path)
     order = np.random.default_rng(spec.simulation.seed).permutation(len(frame))
     return frame.iloc[order].reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class Shift:
-    """A change applied to a column of simulated batches.
-
-    Numeric columns: `delta` is added (and the result clipped to the spec's range, so the
-    rows stay valid and the shift shows up as drift, not as quarantine). Categorical
-    columns: a `fraction` of rows takes `value`.
-    """
-
-    column: str
-    delta: float | None = None
-    value: str | None = None
-    fraction: float = 0.5
-
-    @classmethod
-    def parse(cls, text: str) -> Shift:
-        """`NUM=+15`, `NUM=-5`, `CAT=VALUE` or `CAT=VALUE:0.8` (a fraction of rows)."""
-        column, sep, change = text.partition("=")
-        if not sep or not column or not change:
-            raise ValueError(f"shift {text!r}: expected COLUMN=+N, COLUMN=-N or COLUMN=VALUE[:FRACTION]")
-        if change[0] in "+-":
-            try:
-                return cls(column=column, delta=float(change))
-            except ValueError:
-                raise ValueError(f"shift {text!r}: {change!r} is not a number") from None
-        value, _, fraction = change.partition(":")
-        try:
-            share = float(fraction) if fraction else 0.5
-        except ValueError:
-            raise ValueError(f"shift {text!r}: fraction {fraction!r} is not a number") from None
-        if not 0.0 < share <= 1.0:
-            raise ValueError(f"shift {text!r}: fraction must be in (0, 1]")
-        return cls(column=column, value=value, fraction=share)
 
 
 def apply_shifts(

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops_platform.datasets.simulation import Shift
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.lib.ground_truth import request_id_for
-from mlops_platform.lib.landing import Shift, apply_shifts, load_source
+from mlops_platform.lib.landing import apply_shifts, load_source
 
 CONNECTION_ERROR = "connection-error"  # the status of a request that got no HTTP answer
 

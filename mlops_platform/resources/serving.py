@@ -10,6 +10,7 @@ a canary percent, and confirm that every replica serves the new split before ana
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import socket
@@ -48,31 +49,33 @@ def deploy_owner(run_id: str) -> dict:
     return {"run_id": str(run_id), "pid": os.getpid(), "host": socket.gethostname()}
 
 
-class ServingBackend(dg.ConfigurableResource):
-    """What the deploy op needs from a serving backend."""
+class ServingBackend(dg.ConfigurableResource, abc.ABC):
+    """What the deploy op needs from a serving backend; a subclass implements every abstract method."""
 
     confirm_timeout_seconds: float = 120.0
 
+    @abc.abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """The backend in a few words, for messages."""
 
+    @abc.abstractmethod
     def status(self) -> TrafficStatus:
-        raise NotImplementedError
+        """The split the backend serves now."""
 
+    @abc.abstractmethod
     def request_traffic(self, version: str, canary_percent: int, owner: dict | None = None) -> None:
         """Ask for `version` at `canary_percent` (KServe semantics); returns without waiting.
 
         `owner` (`deploy_owner`) names the run driving the canary; it holds the canary's lease.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def renew_lease(self, owner: dict) -> None:
         """Tell the backend that `owner` still drives the canary (call well within the lease)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def metrics_text(self) -> str:
         """Prometheus text exposition with the model server's `mlops_*` series."""
-        raise NotImplementedError
 
     def set_traffic(self, version: str, canary_percent: int, owner: dict | None = None) -> TrafficStatus:
         """Apply a split and wait until every replica serves it (renewing a canary's lease

@@ -7,21 +7,30 @@ Memory is bounded: when `max_pending` lines of a day wait, the request that adds
 writes the buffer itself (back-pressure instead of loss). `close()` flushes everything, so a clean
 stop loses nothing.
 
-Each line: request_id, timestamp (UTC, ISO 8601), model_name, model_version, role
-(stable/canary), protocol, row (index within the request), entity_id, inputs, probability,
-prediction.
+Each line is one `InferenceRecord` (`mlops_platform.lib.inference_records`, which reads them
+back): `PredictionLog` turns a scored request into one record per row.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 import time
 from collections import deque
 from pathlib import Path
 
+import numpy as np
+import orjson
+
+from mlops_platform.lib.inference_records import InferenceRecord
+from mlops_platform.serving.revisions import Revision
+from mlops_platform.serving.validation import FeatureBatch
+
 
 class InferenceLogWriter:
+    """Appends serialized lines to per-day files from a background thread."""
+
     def __init__(
         self,
         directory: Path,
@@ -94,3 +103,45 @@ class InferenceLogWriter:
             for handle in self._files.values():
                 handle.close()  # type: ignore[attr-defined]
             self._files.clear()
+
+
+class PredictionLog:
+    """Records every scored row of one model's requests, through an `InferenceLogWriter`."""
+
+    def __init__(
+        self, writer: InferenceLogWriter, model_name: str, numeric: list[str], categorical: list[str]
+    ) -> None:
+        self.writer = writer
+        self.model_name = model_name
+        self.numeric = numeric
+        self.categorical = categorical
+
+    def record(
+        self,
+        batch: FeatureBatch,
+        revision: Revision,
+        role: str,
+        protocol: str,
+        request_id: str,
+        probabilities: np.ndarray,
+    ) -> None:
+        """Queue one record per row of `batch`, all with the same timestamp."""
+        timestamp = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        day = timestamp[:10]
+        threshold = revision.threshold
+        for row in range(batch.rows):
+            probability = float(probabilities[row])
+            record: InferenceRecord = {
+                "request_id": request_id,
+                "timestamp": timestamp,
+                "model_name": self.model_name,
+                "model_version": revision.version,
+                "role": role,
+                "protocol": protocol,
+                "row": row,
+                "entity_id": batch.entity_ids[row] if batch.entity_ids else None,
+                "inputs": batch.inputs(self.numeric, self.categorical, row),
+                "probability": probability,
+                "prediction": int(probability >= threshold),
+            }
+            self.writer.append(day, orjson.dumps(record))

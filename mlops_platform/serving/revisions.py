@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,23 @@ class Revision:
 
 def load_revision(model_name: str, version: str, artifact: Path) -> Revision:
     return Revision(model_name=model_name, version=str(version), model=load_artifact(artifact))
+
+
+@dataclass(frozen=True)
+class RevisionLoader:
+    """Loads the versions of one served model: fetched into the shared cache, checked against
+    the dataset spec's features, with the version's metric children attached."""
+
+    tracking_uri: str
+    model_name: str
+    cache_dir: Path
+    numeric: list[str]
+    categorical: list[str]
+    instruments: Callable[[str, str], Any]  # (model name, version) -> the version's metric children
+
+    def __call__(self, version: str) -> Revision:
+        artifact = fetch_artifact(self.tracking_uri, self.model_name, version, self.cache_dir)
+        revision = load_revision(self.model_name, version, artifact)
+        revision.check_features(self.numeric, self.categorical)
+        revision.instruments = self.instruments(self.model_name, version)
+        return revision

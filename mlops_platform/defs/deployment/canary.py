@@ -5,10 +5,10 @@ import time
 import dagster as dg
 from pydantic import Field
 
+from mlops_platform.datasets.simulation import AnalysisPolicy
 from mlops_platform.datasets.spec import DatasetSpec, DeploymentSpec
 from mlops_platform.defs.jobs import DEPLOY_MODEL
 from mlops_platform.lib.canary_analysis import (
-    AnalysisPolicy,
     Verdict,
     VersionWindow,
     compare,
@@ -17,9 +17,10 @@ from mlops_platform.lib.canary_analysis import (
 )
 from mlops_platform.lib.deployment_record import finish_attempt, retire, start_attempt
 from mlops_platform.lib.model_registry import CHALLENGER, CHAMPION
-from mlops_platform.resources.mlflow import MlflowTracking
+from mlops_platform.resources.mlflow import MlflowTracking, url_metadata
 from mlops_platform.resources.serving import LEASE_RENEW_SECONDS, ServingBackend, deploy_owner
 
+REGISTERED = dg.AssetKey("registered_model_version")
 _ROLLOUT = DeploymentSpec()  # the defaults of a spec without a `deployment` section
 
 
@@ -106,21 +107,35 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
             "Rolls the `challenger` version out behind a canary: for each step (default 10 → 50 → 100 %) "
             "it sets the split on the serving backend, confirms it, waits the dwell time, and compares "
             "canary with stable from the server's metrics (error rate, p95 latency, prediction "
-            "distribution, with a minimum sample). Promotes (alias `champion` moves, the replaced "
-            "version is tagged retired, `challenger` leaves the promoted version) or rolls back "
-            "(0 %, `champion` unchanged). Every attempt and its outcome is tagged on the version "
-            "(`deployment.*`); the gateway rolls back a canary whose lease this run stops renewing."
+            "distribution, with a minimum sample). Promotes (alias `champion` moves, `challenger` "
+            "leaves the promoted version, the versions it replaced are tagged retired) or rolls back "
+            "(0 %, `champion` unchanged; a canary judged worse loses `challenger`, one rolled back "
+            "for too few requests to judge keeps it for the next deploy_model). Every attempt and its "
+            "outcome is tagged on the version (`deployment.*`) and reported as an observation of "
+            "registered_model_version; the gateway rolls back a canary whose lease this run stops "
+            "renewing."
         ),
         tags={"kind": "deploy"},
     )
     def canary_rollout(
         context: dg.OpExecutionContext, config: CanaryConfig, serving: ServingBackend, mlflow: MlflowTracking
     ) -> dg.Output[dict]:
+        """What the registry says afterwards:
+
+        - promoted (or already taking all traffic): the version holds `champion` alone (the rolled
+          out alias and `challenger` leave it); the champion before it and the version that served
+          all traffic before it are `retired`, naming it;
+        - rolled back on a verdict (the canary was judged worse): it loses the rolled out alias and
+          `challenger`, so no later deploy rolls it out again (set the alias again to retry);
+        - rolled back before a verdict (too few requests to judge), failed or interrupted: it
+          keeps its alias, and the next deploy_model tries it again;
+        - `champion` moves only on a promotion.
+        """
         name = spec.registered_model_name
         steps = config.checked_steps()
         challenger = mlflow.version_for_alias(name, config.alias)
+        champion = mlflow.version_for_alias(name, CHAMPION)
         if challenger is None:
-            champion = mlflow.version_for_alias(name, CHAMPION)
             if champion is None:
                 raise dg.Failure(
                     f"{name} has no {config.alias!r} alias: register a version first (retrain_model)"
@@ -135,6 +150,7 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 metadata={"outcome": "nothing_to_deploy", "reason": reason},
             )
         version = str(challenger.version)
+        champion_before = str(champion.version) if champion is not None else None
         client = mlflow.client()
         current = serving.status()
         stable = current.rolled_out_version
@@ -143,16 +159,41 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
             f"{serving.describe()}: serving {current.shares() or 'nothing'}; rolling out v{version}"
         )
         record: list[dict] = []
-        attempt = start_attempt(client, name, version, context.run.run_id)
+        attempt = start_attempt(
+            client, name, version, context.run.run_id, mlflow.dagster_run_url(context.run.run_id)
+        )
+        link = url_metadata(mlflow_model_version=mlflow.model_version_url(name, version))
 
-        def finish(outcome: str, reason: str) -> dg.Output[dict]:
+        def drop_rollout_aliases() -> None:
+            held = client.get_model_version(name, version).aliases
+            for alias in sorted({config.alias, CHALLENGER} & set(held)):
+                client.delete_registered_model_alias(name, alias)
+
+        def finish(outcome: str, reason: str, retired: list[str] | None = None) -> dg.Output[dict]:
+            """Record the outcome on the version, and report its aliases and status to Dagster."""
             finish_attempt(client, name, version, attempt, outcome, reason)
+            aliases = sorted(client.get_model_version(name, version).aliases)
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=REGISTERED,
+                    metadata={
+                        "version": version,
+                        "aliases": ", ".join(aliases) or "-",
+                        "deployment_status": outcome,
+                        "reason": reason,
+                        "retired_versions": ", ".join(retired or []) or "-",
+                        **link,
+                    },
+                )
+            )
             result = {
                 "version": version,
                 "previous": stable,
                 "outcome": outcome,
                 "reason": reason,
                 "attempt": attempt,
+                "aliases": aliases,
+                "retired": retired or [],
                 "steps": record,
             }
             return dg.Output(
@@ -160,8 +201,11 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 metadata={
                     "outcome": dg.MetadataValue.text(outcome),
                     "version": dg.MetadataValue.text(version),
+                    **link,
+                    "aliases": dg.MetadataValue.text(", ".join(aliases) or "-"),
                     "attempt": dg.MetadataValue.int(attempt),
                     "previous_version": dg.MetadataValue.text(stable or "-"),
+                    "retired_versions": dg.MetadataValue.text(", ".join(retired or []) or "-"),
                     "reason": dg.MetadataValue.text(reason),
                     "backend": dg.MetadataValue.text(serving.describe()),
                     "steps": dg.MetadataValue.md(_steps_markdown(record)),
@@ -169,23 +213,25 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 },
             )
 
-        def promote(reason: str) -> dg.Output[dict]:
-            """`champion` moves here; the version it replaced is retired; `challenger` leaves it."""
+        def promote(outcome: str, reason: str) -> dg.Output[dict]:
+            """`champion` moves here and the rollout aliases leave it; the versions it replaced
+            (the champion before, the version that took all traffic) are retired."""
             client.set_registered_model_alias(name, CHAMPION, version)
-            if stable is not None and stable != version:
-                retire(client, name, stable, replaced_by=version)
-            challenger_now = mlflow.version_for_alias(name, config.alias)
-            if challenger_now is not None and str(challenger_now.version) == version:
-                client.delete_registered_model_alias(name, config.alias)
-            return finish("promoted", reason)
+            drop_rollout_aliases()
+            retired = sorted({champion_before, stable} - {None, version}, key=int)
+            for old in retired:
+                retire(client, name, old, replaced_by=version, run_id=context.run.run_id)
+            if retired:
+                reason += "; retired " + ", ".join(f"v{v}" for v in retired)
+            return finish(outcome, reason, retired)
 
         if stable == version:
-            return finish("already_rolled_out", f"v{version} already takes all traffic")
+            return promote("already_rolled_out", f"v{version} already takes all traffic")
         try:
             if stable is None:
                 serving.set_traffic(version, 100, owner=owner)
                 record.append({"percent": 100, "passed": True, "reasons": [], "facts": {}})
-                return promote("first rollout: no stable version to compare with, so no canary")
+                return promote("promoted", "first rollout: no stable version to compare with, so no canary")
 
             for percent in steps:
                 if percent == 100:
@@ -200,7 +246,7 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 record.append({"percent": percent, **verdict.as_dict()})
                 context.log_event(
                     dg.AssetObservation(
-                        asset_key="registered_model_version",
+                        asset_key=REGISTERED,
                         metadata={
                             "canary_step_percent": percent,
                             "canary_version": version,
@@ -212,6 +258,10 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 if not verdict.passed:
                     serving.set_traffic(version, 0, owner=owner)
                     reason = f"rolled back at {percent} %: " + "; ".join(verdict.reasons)
+                    if has_enough_samples(canary_window, stable_window, config.policy()):
+                        drop_rollout_aliases()
+                    else:
+                        reason += f"; not judged, so it keeps the alias {config.alias!r} for a later try"
                     context.log.warning(reason)
                     output = finish("rolled_back", reason)
                     raise dg.Failure(description=reason, metadata=output.metadata)
@@ -233,8 +283,8 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 context.log.warning(f"could not record the failed attempt on v{version}: {record_error}")
             raise
         record.append({"percent": 100, "passed": True, "reasons": [], "facts": {}})
-        context.log.info(f"promoted v{version}: alias {CHAMPION} moved from v{stable}")
-        return promote(f"passed every step; v{stable} retired")
+        context.log.info(f"promoted v{version}: alias {CHAMPION} moved from v{champion_before or '-'}")
+        return promote("promoted", "passed every step")
 
     rollout = spec.deployment
     defaults = CanaryConfig(

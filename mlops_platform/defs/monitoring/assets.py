@@ -1,12 +1,12 @@
-"""Monitoring: the served predictions in the warehouse, and their drift against the training data."""
-
-import datetime as dt
+"""Monitoring: the served predictions in the warehouse, their drift against the training data, and
+their live performance once labels arrive. Each asset refreshes when its inputs have news: new
+prediction log files or label files (`sources.py`), or a newly materialized `inference_log`."""
 
 import dagster as dg
 import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
-from mlops_platform.lib.drift import PREDICTION
+from mlops_platform.defs.monitoring.sources import LABEL_FILES, PREDICTION_LOG_FILES
 from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.settings import Settings
 
@@ -20,9 +20,16 @@ def inference_partitions(spec: DatasetSpec) -> dg.DailyPartitionsDefinition:
     )
 
 
-class DriftConfig(dg.Config):
-    window_rows: int = 2000  # the most recent predictions compared with the reference
-    reference_rows: int = 5000  # a seeded sample of the training split, drawn in DuckDB
+def on_new_data(*upstream: str) -> dg.AutomationCondition:
+    """True once one of `upstream` has a new data version or materialization (partition by
+    partition) since this asset was last requested, when no run of it or of its deps is going on."""
+    return (
+        dg.AutomationCondition.any_deps_updated()
+        .allow(dg.AssetSelection.assets(*upstream))
+        .since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"new {' or '.join(upstream)}")
 
 
 def build_monitoring_assets(
@@ -35,12 +42,13 @@ def build_monitoring_assets(
         group_name=GROUP,
         partitions_def=inference_partitions(spec),
         io_manager_key="warehouse_io_manager",
+        deps=[PREDICTION_LOG_FILES],
         kinds={"duckdb"},
-        automation_condition=dg.AutomationCondition.on_cron("*/15 * * * *"),
+        automation_condition=on_new_data(PREDICTION_LOG_FILES),
         description=(
             "Every prediction the model server logged on the day (request id, time, model version, "
             "stable/canary, inputs, probability, prediction), compacted from its JSON lines into the "
-            "warehouse. Declarative automation refreshes the newest day every 15 minutes."
+            f"warehouse. Materializes the days whose {PREDICTION_LOG_FILES} have a new version."
         ),
     )
     def inference_log(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
@@ -75,23 +83,23 @@ def build_monitoring_assets(
         group_name=GROUP,
         ins={"inference_log": dg.AssetIn(partition_mapping=dg.LastPartitionMapping())},
         deps=["training_set"],  # sampled in the warehouse, never loaded whole
-        kinds={"evidently"},
-        automation_condition=dg.AutomationCondition.eager(),
+        kinds={"evidently", "mlflow"},
+        automation_condition=on_new_data("inference_log") & ~dg.AutomationCondition.any_deps_missing(),
         description=(
-            "Evidently data drift (a test per feature chosen by its type, and the share of drifted "
-            "features) and prediction drift of the newest inference window against the training "
-            "split, scored by the model that served the window. The HTML report is saved under "
-            "MLOPS_HOME/monitoring and linked here. Materializes whenever inference_log does."
+            f"Evidently data drift (a test per feature chosen by its type, and the share of drifted "
+            f"features) and prediction drift of the newest {spec.monitoring.window_rows} predictions "
+            f"of inference_log against {spec.monitoring.reference_rows} rows of the training split, "
+            f"scored by the model that served the window: the same measurement as drift_sensor's "
+            f"(sizes from the spec's monitoring section). The HTML report is logged to MLflow "
+            f"(experiment {spec.name}-monitoring) and linked here. Materializes after inference_log's "
+            f"newest day does."
         ),
     )
     def drift_report(
-        context: dg.AssetExecutionContext,
-        config: DriftConfig,
-        inference_log: pd.DataFrame,
+        context: dg.AssetExecutionContext, inference_log: pd.DataFrame, mlflow: MlflowTracking
     ) -> dg.Output[dict]:
-        from mlops_platform.lib.drift import measure_drift, training_reference
-        from mlops_platform.lib.model_artifact import load_artifact
-        from mlops_platform.serving.revisions import fetch_artifact
+        from mlops_platform.defs.monitoring.reports import measure_served_drift, publish_report
+        from mlops_platform.lib.ui_links import dagster_run_url
 
         if inference_log.empty:  # a quiet day (or none served yet): nothing to compare, said so
             context.log.info("inference_log's newest day holds no predictions: nothing to compare")
@@ -99,17 +107,17 @@ def build_monitoring_assets(
                 {"drift_share": None, "drifted_columns": [], "current_rows": 0},
                 metadata={"window_rows": dg.MetadataValue.int(0), "drift_share": dg.MetadataValue.text("-")},
             )
-        current = inference_log.sort_values("timestamp").tail(config.window_rows)
-        version = str(current["model_version"].mode().iloc[0])
-        reference = training_reference(settings.warehouse_path, spec.features.all, config.reference_rows)
-        artifact = fetch_artifact(
-            settings.tracking_uri, spec.registered_model_name, version, settings.serving_dir / "models"
+        result, version = measure_served_drift(settings, spec, inference_log)
+        run_url = dagster_run_url(settings.dagster_ui_url, context.run_id)
+        report = publish_report(
+            settings,
+            spec,
+            mlflow,
+            result,
+            version,
+            source="drift_report",
+            tags={"dagster.run_id": context.run_id, **({"dagster.run_url": run_url} if run_url else {})},
         )
-        reference = reference.assign(**{PREDICTION: load_artifact(artifact).predict_proba(reference)})
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        html = settings.home / "monitoring" / "drift_report" / f"drift-{stamp}.html"
-        result = measure_drift(reference, current, numeric, categorical, spec.gates.max_drift_share)
-        result.save_html(html)
         table = "\n".join(
             ["| column | method | score | threshold | drifted |", "|---|---|---|---|---|"]
             + [
@@ -121,8 +129,15 @@ def build_monitoring_assets(
         context.log.info(
             f"drift share {result.drift_share:.2f}: {result.drifted_columns or 'no drifted feature'}"
         )
+        links = {"report_url": report.url, "mlflow_run_url": report.run_url}
         return dg.Output(
-            {**result.as_dict(), "model_version": version, "report": str(html)},
+            {
+                **result.as_dict(),
+                "model_version": version,
+                "report": str(report.path),
+                "mlflow_run_id": report.run_id,
+                **links,
+            },
             metadata={
                 "drift_share": dg.MetadataValue.float(result.drift_share),
                 "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
@@ -131,8 +146,8 @@ def build_monitoring_assets(
                 "model_version": dg.MetadataValue.text(version),
                 "window_rows": dg.MetadataValue.int(result.current_rows),
                 "reference_rows": dg.MetadataValue.int(result.reference_rows),
-                "report": dg.MetadataValue.path(str(html)),
-                "report_url": dg.MetadataValue.url(html.as_uri()),
+                "report": dg.MetadataValue.path(str(report.path)),
+                **{key: dg.MetadataValue.url(url) for key, url in links.items() if url},
             },
         )
 
@@ -183,12 +198,13 @@ def build_live_performance_asset(
         key="live_performance",
         group_name=GROUP,
         ins={"inference_log": dg.AssetIn()},
+        deps=[LABEL_FILES],
         kinds={"mlflow"},
-        automation_condition=dg.AutomationCondition.on_cron("30 * * * *"),
+        automation_condition=on_new_data("inference_log", LABEL_FILES),
         description=(
             "Metrics per served model version on the predictions whose ground truth has arrived "
             "(delayed labels joined to inference_log by request id), next to the metrics the version "
-            "was registered with. Refreshed hourly by declarative automation."
+            f"was registered with. Materializes after inference_log or {LABEL_FILES} change."
         ),
     )
     def live_performance(

@@ -10,6 +10,7 @@ import pandas as pd
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.jobs import RETRAIN_MODEL
+from mlops_platform.resources.mlflow import MlflowTracking
 from mlops_platform.settings import Settings
 
 
@@ -42,15 +43,19 @@ def build_drift_sensor(settings: Settings, spec: DatasetSpec) -> dg.SensorDefini
         description=(
             f"Every {monitoring.sensor_interval_seconds} s: reads the predictions logged since its "
             f"cursor, keeps the newest {monitoring.window_rows}, and once {monitoring.min_window_rows} "
-            f"are there compares them with "
-            f"the training split (Evidently, the same tests as drift_report). Drift share above "
-            f"{limit} requests retrain_model, tagged with the share and the drifted columns: once per "
-            f"drift episode and at most every {monitoring.retrain_cooldown_minutes:g} minutes. The "
-            f"Evidently report of the window that fired is saved and named in the run's tags."
+            f"are there compares them with {monitoring.reference_rows} rows of the training split, "
+            f"scored by the model that served them (Evidently; the same measurement as drift_report). "
+            f"Drift share above {limit} requests retrain_model, tagged with the share and the drifted "
+            f"columns: once per drift episode and at most every "
+            f"{monitoring.retrain_cooldown_minutes:g} minutes. The Evidently report of the window that "
+            f"fired is logged to MLflow (experiment {spec.name}-monitoring) and linked in the run's tags."
         ),
     )
-    def drift_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        from mlops_platform.lib.drift import measure_drift, training_reference
+    def drift_sensor(
+        context: dg.SensorEvaluationContext, mlflow: MlflowTracking
+    ) -> dg.SensorResult | dg.SkipReason:
+        from mlops_platform.defs.monitoring.reports import measure_served_drift, publish_report
+        from mlops_platform.lib.drift import newest_predictions
         from mlops_platform.lib.files import atomic_target
         from mlops_platform.lib.inference_records import read_new_records
 
@@ -65,7 +70,7 @@ def build_drift_sensor(settings: Settings, spec: DatasetSpec) -> dg.SensorDefini
         if fresh.empty:
             return dg.SensorResult(skip_reason="no new predictions since the last look", cursor=cursor.dump())
         window = pd.concat([pd.read_parquet(window_path), fresh]) if window_path.exists() else fresh
-        window = window.tail(monitoring.window_rows).reset_index(drop=True)
+        window = newest_predictions(window, monitoring.window_rows)
         with atomic_target(window_path) as tmp:
             window.to_parquet(tmp, index=False)
         if len(window) < monitoring.min_window_rows:
@@ -75,8 +80,7 @@ def build_drift_sensor(settings: Settings, spec: DatasetSpec) -> dg.SensorDefini
             )
         if not settings.warehouse_path.exists():
             return dg.SensorResult(skip_reason="no training_set in the warehouse yet", cursor=cursor.dump())
-        reference = training_reference(settings.warehouse_path, spec.features.all, monitoring.reference_rows)
-        result = measure_drift(reference, window, spec.features.numeric, spec.features.categorical, limit)
+        result, version = measure_served_drift(settings, spec, window)
         measured = f"drift share {result.drift_share:.2f} (limit {limit}), drifted: {result.drifted_columns}"
         if result.drift_share <= limit:
             if cursor.in_episode:
@@ -97,18 +101,28 @@ def build_drift_sensor(settings: Settings, spec: DatasetSpec) -> dg.SensorDefini
                 cursor=cursor.dump(),
             )
         cursor.in_episode, cursor.last_request_at = True, now
-        evidence = result.save_html(settings.home / "monitoring" / "drift_sensor" / f"drift-{int(now)}.html")
-        context.log.info(f"requesting retrain_model: {measured}; report {evidence}")
+        run_key = f"drift-{int(now)}"
+        evidence = publish_report(
+            settings,
+            spec,
+            mlflow,
+            result,
+            version,
+            source="drift_sensor",
+            tags={"dagster.sensor": "drift_sensor", "dagster.run_key": run_key},
+        )
+        context.log.info(f"requesting retrain_model: {measured}; report {evidence.url or evidence.path}")
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
-                    run_key=f"drift-{int(now)}",
+                    run_key=run_key,
                     tags={
                         "mlops/trigger": "drift",
                         "mlops/drift_share": f"{result.drift_share:.4f}",
                         "mlops/drifted_columns": ",".join(result.drifted_columns),
-                        "mlops/window_rows": str(len(window)),
-                        "mlops/drift_report": str(evidence),
+                        "mlops/window_rows": str(result.current_rows),
+                        "mlops/drift_report": str(evidence.path),
+                        **({"mlops/drift_report_url": evidence.url} if evidence.url else {}),
                     },
                 )
             ],

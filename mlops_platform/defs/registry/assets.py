@@ -8,7 +8,7 @@ import dagster as dg
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.model_ref import ModelRef
 from mlops_platform.lib.model_registry import CHALLENGER
-from mlops_platform.resources.mlflow import MlflowTracking, code_version
+from mlops_platform.resources.mlflow import MlflowTracking, code_version, url_metadata
 from mlops_platform.settings import Settings
 
 GROUP = "registry"
@@ -22,8 +22,10 @@ def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefi
         backfill_policy=dg.BackfillPolicy.single_run(),  # lets `--partition-range` runs include it
         description=(
             f"Registers the trained model as a new version of {spec.registered_model_name!r} with the "
-            "alias `challenger`, tagged with its metrics, fairness, data version, Dagster run and git "
-            "commit, and a generated model card. Runs only after every blocking gate upstream passed."
+            "alias `challenger`, tagged with its metrics, fairness, data version, Dagster run (id and "
+            "UI link) and git commit, and a generated model card. Runs only after every blocking gate "
+            "upstream passed. Its metadata holds the alias at registration; deploy_model reports the "
+            "version's later aliases and rollout status as observations of this asset."
         ),
     )
     def registered_model_version(
@@ -57,6 +59,7 @@ def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefi
             for gap, v in entry["gaps"].items()
             if gap in entry["limits"]
         }
+        dagster_url = mlflow.dagster_run_url(context.run.run_id)
         tags = {
             **{
                 f"metric.{k}": f"{metrics[k]:.6f}"
@@ -65,6 +68,7 @@ def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefi
             "fairness": json.dumps(fairness_summary, sort_keys=True),
             "training_set_version": trained_model.training_set_version,
             "dagster_run_id": context.run.run_id,
+            **({"dagster_run_url": dagster_url} if dagster_url else {}),
             "git_commit": facts["git_commit"],
             # why this version exists: a sensor, the schedule, the demo, a person (`mlops/*` run tags)
             "trigger": next(
@@ -100,6 +104,10 @@ def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefi
                 "version": dg.MetadataValue.text(str(version.version)),
                 "alias": dg.MetadataValue.text(CHALLENGER),
                 "model_uri": dg.MetadataValue.text(f"models:/{name}/{version.version}"),
+                **url_metadata(
+                    mlflow_model_version=mlflow.model_version_url(name, str(version.version)),
+                    mlflow_run=mlflow.run_url(trained_model.mlflow_run_id),
+                ),
                 "model_card": dg.MetadataValue.md(card),
             },
         )

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from mlops_platform.datasets.metric_names import CLASSIFICATION_METRICS, LOWER_IS_BETTER
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.model_ref import ModelRef
 from mlops_platform.defs.training.training_set_reads import TABLE, split_record_batches
-from mlops_platform.lib.metric_names import CLASSIFICATION_METRICS, LOWER_IS_BETTER
 from mlops_platform.lib.model_registry import CHAMPION
-from mlops_platform.resources.mlflow import MlflowTracking
+from mlops_platform.resources.mlflow import MlflowTracking, url_metadata
 from mlops_platform.settings import Settings
 
 GROUP = "training"
@@ -219,6 +219,7 @@ def build_evaluation_asset(
                 ),
                 "plots": dg.MetadataValue.md(images_markdown(plots)),
                 "mlflow_run_id": dg.MetadataValue.text(trained_model.mlflow_run_id),
+                **url_metadata(mlflow_run=mlflow.run_url(trained_model.mlflow_run_id)),
             },
         )
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
+from mlops_platform.datasets.metric_names import GAP_FLOORS
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.evaluation import gate_line, images_markdown, judge_limit
 from mlops_platform.defs.training.model_ref import ModelRef
@@ -16,8 +17,7 @@ from mlops_platform.defs.training.training_set_reads import (
     split_record_batches,
 )
 from mlops_platform.lib.fairness import gaps_markdown
-from mlops_platform.lib.metric_names import GAP_FLOORS
-from mlops_platform.resources.mlflow import MlflowTracking
+from mlops_platform.resources.mlflow import MlflowTracking, url_metadata
 from mlops_platform.settings import Settings
 
 GROUP = "training"
@@ -123,6 +123,8 @@ def build_fairness_asset(
                 "chart": dg.MetadataValue.md(images_markdown({"fairness": chart})),
                 "test_rows": dg.MetadataValue.int(len(test.labels)),
                 "min_group_size": dg.MetadataValue.int(gates.min_group_size),
+                "mlflow_run_id": dg.MetadataValue.text(trained_model.mlflow_run_id),
+                **url_metadata(mlflow_run=mlflow.run_url(trained_model.mlflow_run_id)),
             },
         )
 

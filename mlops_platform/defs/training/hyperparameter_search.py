@@ -14,7 +14,7 @@ from mlops_platform.defs.training.trained_model import training_run_tags
 from mlops_platform.defs.training.training_set_reads import TABLE, load_splits, training_set_version
 from mlops_platform.lib import warehouse
 from mlops_platform.lib.training_params import TrainingParams
-from mlops_platform.resources.mlflow import MlflowTracking
+from mlops_platform.resources.mlflow import MlflowTracking, url_metadata
 from mlops_platform.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def build_hyperparameter_search_asset(settings: Settings, spec: DatasetSpec) -> 
         base = resolve_params(spec)
         device = choose_device("auto")
         data_version = training_set_version(settings.warehouse_path)
-        tags = training_run_tags(context, spec, data_version)
+        tags = training_run_tags(context, spec, data_version, mlflow)
 
         def log_trial(trial: Trial) -> None:
             parent = mlflow_api.active_run()
@@ -152,6 +152,7 @@ def build_hyperparameter_search_asset(settings: Settings, spec: DatasetSpec) -> 
                 "trials": dg.MetadataValue.md(trials_table(result)),
                 "chart": dg.MetadataValue.md(images_markdown({"search": chart})),
                 "mlflow_run_id": dg.MetadataValue.text(run.info.run_id),
+                **url_metadata(mlflow_run=mlflow.run_url(run.info.run_id)),
                 "training_set_version": dg.MetadataValue.text(data_version),
             },
         )

@@ -18,7 +18,7 @@ from mlops_platform.defs.training.training_set_reads import (
 from mlops_platform.feature_repo.definitions import ENTITY_KEY
 from mlops_platform.lib import warehouse
 from mlops_platform.lib.training_params import TrainingParams
-from mlops_platform.resources.mlflow import MlflowTracking, code_version
+from mlops_platform.resources.mlflow import MlflowTracking, code_version, url_metadata
 from mlops_platform.settings import Settings
 
 GROUP = "training"
@@ -65,7 +65,7 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
             )
         requested = resolve_params(spec, searched, config)
         device = choose_device(config.device)
-        tags = training_run_tags(context, spec, data_version)
+        tags = training_run_tags(context, spec, data_version, mlflow)
         features = select_sql(split_query("validation"), spec.features.numeric, spec.features.categorical)
         with tempfile.TemporaryDirectory(prefix="training_set-") as exports:
             with warehouse.connect(settings.warehouse_path, read_only=True) as con:
@@ -159,6 +159,7 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
             ref,
             metadata={
                 "mlflow_run_id": dg.MetadataValue.text(run.info.run_id),
+                **url_metadata(mlflow_run=mlflow.run_url(run.info.run_id)),
                 "model_uri": dg.MetadataValue.text(logged.model_uri),
                 "artifact": dg.MetadataValue.path(str(artifact)),
                 "device": dg.MetadataValue.text(str(device)),
@@ -197,16 +198,20 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
     return trained_model
 
 
-def training_run_tags(context: dg.AssetExecutionContext, spec: DatasetSpec, data_version: str) -> dict:
-    """The tags of an MLflow run a training asset opens: the Dagster run and asset, the dataset,
-    the `training_set` data version and the code's git commit."""
-    return {
+def training_run_tags(
+    context: dg.AssetExecutionContext, spec: DatasetSpec, data_version: str, mlflow: MlflowTracking
+) -> dict:
+    """The tags of an MLflow run a training asset opens: the Dagster run (id and UI page) and
+    asset, the dataset, the `training_set` data version and the code's git commit."""
+    tags = {
         "dagster.run_id": context.run.run_id,
         "dagster.asset": context.asset_key.to_user_string(),
         "mlops.dataset": spec.name,
         "mlops.training_set_version": data_version,
         "mlops.code_version": code_version(),
     }
+    url = mlflow.dagster_run_url(context.run.run_id)
+    return {**tags, "dagster.run_url": url} if url else tags
 
 
 def baseline_params(spec_values: TrainingParams, model: TrainingParams) -> TrainingParams:
