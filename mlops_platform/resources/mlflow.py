@@ -101,13 +101,16 @@ class MlflowTracking(dg.ConfigurableResource):
             return None
         return client.get_model_version(name, model.aliases[alias])
 
-    def experiment_id(self) -> str:
+    def experiment_id(self, name: str | None = None) -> str:
+        """The id of experiment `name` (this resource's by default), created under the artifact
+        root when missing."""
+        name = name or self.experiment
         client = self.client()
-        found = client.get_experiment_by_name(self.experiment)
+        found = client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
         location = self.artifact_root if "://" in self.artifact_root else Path(self.artifact_root).as_uri()
-        return client.create_experiment(self.experiment, artifact_location=f"{location}/{self.experiment}")
+        return client.create_experiment(name, artifact_location=f"{location}/{name}")
 
     def run_url(self, run_id: str) -> str | None:
         """The MLflow UI page of a run (in whichever experiment holds it)."""
@@ -157,12 +160,7 @@ class MlflowTracking(dg.ConfigurableResource):
         from mlflow.entities import Metric, RunTag
 
         client = self.client()
-        found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            experiment_id = found.experiment_id
-        else:
-            root = self.artifact_root if "://" in self.artifact_root else Path(self.artifact_root).as_uri()
-            experiment_id = client.create_experiment(experiment, artifact_location=f"{root}/{experiment}")
+        experiment_id = self.experiment_id(experiment)
         run_id = client.create_run(experiment_id, run_name=run_name).info.run_id
         stamp = int(time.time() * 1000)
         client.log_batch(
