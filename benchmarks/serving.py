@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import platform
@@ -635,6 +636,7 @@ def main() -> None:
     kserve = servers.get("kserve")
     result: dict[str, Any] = {
         "benchmark": "online serving, single-row requests over loopback",
+        "date": dt.date.today().isoformat(),
         "machine": machine(),
         "load": {
             "tool": "wrk",

@@ -394,5 +394,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":
+def read_env_file(path: Path) -> None:
+    """Set the variables of a `.env` file that are not set yet, as dg and dagster commands read
+    the one in the folder they run in (the repository root's puts the data in `.mlops/`)."""
+    if path.is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
+
+
+def run() -> NoReturn:
+    """The `mlops` command: `main` with the current folder's `.env` read first."""
+    read_env_file(Path.cwd() / ".env")
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

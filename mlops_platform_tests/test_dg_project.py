@@ -42,13 +42,14 @@ def test_dg_check_defs_passes_in_the_repository_root_with_nothing_exported(tmp_p
 
 @pytest.mark.slow
 def test_dg_launch_and_the_dagster_cli_run_the_same_code_location(tmp_path, adult_settings):
-    """`dg launch` as the README shows it, then `dagster asset materialize` and `dagster job
-    execute` with `-m mlops_platform.definitions`, on one data directory."""
+    """`mlops` and `dg launch` as the README shows them, then `dagster asset materialize` and
+    `dagster job execute` with `-m mlops_platform.definitions`, on one data directory."""
     root = checkout(tmp_path)
     spec = {"MLOPS_DATASET_SPEC": str(adult_settings.dataset_spec_path)}
     home = root / ".mlops"  # what .env names
-    landed = _run(["mlops", "simulate-batches", "--reference"], root, bare_env(MLOPS_HOME=str(home), **spec))
+    landed = _run(["mlops", "simulate-batches", "--reference"], root, bare_env(**spec))
     assert landed.returncode == 0, landed.stderr[-2000:]
+    assert len(list((home / "landing").glob("*.csv"))) == 4  # `mlops` reads .env as dg does
 
     launched = _run(
         ["dg", "launch", "--assets", "raw_data,quarantined_rows", "--partition", "2026-01-01"],
