@@ -7,6 +7,7 @@ uvicorn's workers, the daemon's code server and the runs it launched. Output goe
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -108,15 +109,24 @@ def start_model_server(
     return server
 
 
+# The code location's name, as `dg dev` (`make ui`) names it ([tool.dg.project] in pyproject.toml):
+# sensor cursors and schedule states are kept per location name, so the daemon of `mlops demo`
+# and a later `make ui` on the same instance share them.
+CODE_LOCATION = "mlops_platform"
+
+
 def start_dagster_daemon(settings: Settings, dagster_home: Path) -> LocalProcess:
     """`dagster-daemon run` on the platform's code location: sensors, schedules, the run queue.
 
     The runs it launches inherit these settings (they are passed as `MLOPS_*` variables).
     """
     env = {**os.environ, **settings.to_env(), "DAGSTER_HOME": str(dagster_home)}
+    workspace = settings.home / "workspace.yaml"
+    location = {"module_name": "mlops_platform.definitions", "location_name": CODE_LOCATION}
+    workspace.write_text(json.dumps({"load_from": [{"python_module": location}]}))  # YAML is a superset
     return spawn(
         "dagster daemon",
-        [_bin("dagster-daemon"), "run", "-m", "mlops_platform.definitions"],
+        [_bin("dagster-daemon"), "run", "-w", str(workspace)],
         env,
         settings.home / "logs" / "dagster-daemon.log",
     )

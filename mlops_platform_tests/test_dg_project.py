@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from dagster._core.instance.ref import InstanceRef
 
 import mlops_platform.defs
 from mlops_platform.definitions import build_definitions, stage_names
+from mlops_platform.local_processes import CODE_LOCATION
 from mlops_platform_tests.checkout import bare_env, checkout
 from mlops_platform_tests.serving import free_port
 
@@ -136,6 +138,12 @@ def test_dagster_dev_still_serves_the_code_location(tmp_path, cli_env, adult_set
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def test_the_demo_daemon_names_the_code_location_as_dg_does():
+    """Sensor cursors are kept per location name: `mlops demo`'s daemon and `make ui` share them."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["dg"]["project"]
+    assert project["code_location_name"] == CODE_LOCATION
 
 
 STAGE = '''
