@@ -34,7 +34,10 @@ def _wait(what: str, found, timeout: float, daemon):
 
 
 def _launch(cli_env: dict, job: str, config: dict | None = None) -> None:
-    argv = ["dagster", "job", "launch", "-m", "mlops_platform.definitions", "-j", job]
+    """`dagster job launch` on the daemon's workspace: the queued run names the location the
+    daemon knows (`start_dagster_daemon` writes the file)."""
+    workspace = Path(cli_env["MLOPS_HOME"]) / "workspace.yaml"
+    argv = ["dagster", "job", "launch", "-w", str(workspace), "-j", job]
     if config:
         argv += ["--config-json", json.dumps(config)]
     subprocess.run(argv, env=cli_env, check=True, capture_output=True, timeout=120)
