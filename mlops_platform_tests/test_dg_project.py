@@ -1,13 +1,10 @@
 """The repository is a dg project: `dg check defs` and `dg launch` from the repository root with
 nothing exported, the dagster CLI beside them, and stage folders that assemble themselves."""
 
-import os
+import json
 import shutil
-import signal
 import subprocess
-import time
 import tomllib
-import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -18,8 +15,7 @@ from dagster._core.instance.ref import InstanceRef
 import mlops_platform.defs
 from mlops_platform.definitions import build_definitions, stage_names
 from mlops_platform.local_processes import CODE_LOCATION
-from mlops_platform_tests.checkout import bare_env, checkout
-from mlops_platform_tests.serving import free_port
+from mlops_platform_tests.checkout import ASSET_NODES, bare_env, checkout, dev_server, graphql
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,34 +106,9 @@ def test_dg_launch_and_the_dagster_cli_run_the_same_code_location(tmp_path, adul
 @pytest.mark.slow
 def test_dagster_dev_still_serves_the_code_location(tmp_path, cli_env, adult_settings):
     adult_settings.home.mkdir(parents=True)
-    port = free_port()
-    server = subprocess.Popen(
-        ["dagster", "dev", "-m", "mlops_platform.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, "dagster dev exited early"
-            assert time.monotonic() < deadline, "dagster dev did not answer in 120 s"
-            time.sleep(1)
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+    with dev_server(["dagster", "dev", "-m", "mlops_platform.definitions"], cli_env, tmp_path) as port:
+        nodes = json.loads(graphql(port, ASSET_NODES))["data"]["assetNodes"]
+    assert {"/".join(n["assetKey"]["path"]) for n in nodes} >= {"raw_data", "trained_model", "drift_report"}
 
 
 def test_the_demo_daemon_names_the_code_location_as_dg_does():

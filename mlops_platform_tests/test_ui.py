@@ -1,33 +1,13 @@
 """`dg dev` serves the code location: the UI's GraphQL API lists our assets and checks."""
 
 import json
-import os
-import signal
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from mlops_platform_tests.checkout import VENV, checkout
+from mlops_platform_tests.checkout import ASSET_NODES, VENV, checkout, dev_server, graphql
 from mlops_platform_tests.pipeline import DATA_HALF
-from mlops_platform_tests.serving import free_port
 
 pytestmark = pytest.mark.slow
-
-QUERY = """{ assetNodes { assetKey { path } groupName
-  assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
-
-
-def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["data"]
-
 
 # Connection strings with credentials, as a scale-out deployment sets them in the environment.
 MLFLOW_SECRET = "mlflow-pw-7f3a"
@@ -51,48 +31,13 @@ def dg_dev(cli_env, adult_settings, tmp_path):
     """`dg dev` in the repository root, on the small Adult spec, with secrets in its environment;
     yields its port."""
     adult_settings.home.mkdir(parents=True)
-    port = free_port()
-    server = subprocess.Popen(
-        ["dg", "dev", "-h", "127.0.0.1", "-p", str(port)],
-        env={**cli_env, **SECRET_ENV, "VIRTUAL_ENV": str(VENV)},
-        cwd=checkout(tmp_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group, stopped as a whole below
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if _graphql(port, QUERY)["assetNodes"]:
-                    break
-            except OSError:
-                pass
-            assert server.poll() is None, "dg dev exited early"
-            assert time.monotonic() < deadline, "dg dev did not serve the code location in 120 s"
-            time.sleep(1)
+    env = {**cli_env, **SECRET_ENV, "VIRTUAL_ENV": str(VENV)}
+    with dev_server(["dg", "dev"], env, checkout(tmp_path)) as port:
         yield port
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-def _graphql_text(port: int, query: str, variables: dict) -> str:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.read().decode()
 
 
 def test_dg_dev_shows_the_data_half_and_no_secret(dg_dev):
-    nodes = _graphql(dg_dev, QUERY)["assetNodes"]
+    nodes = json.loads(graphql(dg_dev, ASSET_NODES))["data"]["assetNodes"]
     shown = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     assert set(shown) >= DATA_HALF
     raw_checks = {c["name"]: c["blocking"] for c in shown["raw_data"]["assetChecksOrError"]["checks"]}
@@ -102,9 +47,9 @@ def test_dg_dev_shows_the_data_half_and_no_secret(dg_dev):
     assert shown["raw_data"]["groupName"] == "ingestion"
 
     # The resource page (what the UI's "Resources" tab shows): the variables' names, never their values.
-    entry = _graphql(dg_dev, WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"][0]
+    entry = json.loads(graphql(dg_dev, WORKSPACE_QUERY))["data"]["workspaceOrError"]["locationEntries"][0]
     repository = entry["locationOrLoadError"]["repositories"][0]["name"]
-    text = _graphql_text(dg_dev, RESOURCES_QUERY, {"location": entry["name"], "repository": repository})
+    text = graphql(dg_dev, RESOURCES_QUERY, {"location": entry["name"], "repository": repository})
     resources = {
         r["name"]: {v["key"]: v for v in r["configuredValues"]}
         for r in json.loads(text)["data"]["allTopLevelResourceDetailsOrError"]["results"]
