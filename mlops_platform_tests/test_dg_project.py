@@ -15,9 +15,7 @@ from dagster._core.instance.ref import InstanceRef
 import mlops_platform.defs
 from mlops_platform.definitions import build_definitions, stage_names
 from mlops_platform.local_processes import CODE_LOCATION
-from mlops_platform_tests.checkout import ASSET_NODES, bare_env, checkout, dev_server, graphql
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from mlops_platform_tests.checkout import ASSET_NODES, REPO_ROOT, bare_env, checkout, dev_server, graphql
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:

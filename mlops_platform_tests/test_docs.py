@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mlops_platform.settings import environment_table
+from mlops_platform_tests.checkout import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 
 
