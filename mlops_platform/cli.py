@@ -1,5 +1,5 @@
 """`mlops`: the platform's command line (init, check-spec, demo, simulate-batches, serve,
-simulate-traffic, status)."""
+simulate-traffic, approve, reject, trace, audit, reproduce, status)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,18 @@ from typing import NoReturn
 import yaml
 
 from mlops_platform.lib.model_registry import mlflow_client
+from mlops_platform.logs import configure_cli, log_error
 from mlops_platform.settings import ENVIRONMENT, Settings
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Help that shows every option's default (unless its text already says it) and keeps the
-    epilog's lines as written."""
+    """Help that shows every option's default (unless its text already says it) or that it is
+    required, and keeps the epilog's lines as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
+        if action.required and action.option_strings:
+            return f"{text} (required)"
         if "default" in text or action.default is argparse.SUPPRESS or action.required:
             return text
         if not action.option_strings and action.nargs != "?":
@@ -207,6 +210,38 @@ def _cmd_check_spec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from mlops_platform.governance.approvals import record_decision
+
+    made, where = record_decision(Settings.from_env(), args.version, args.decision, args.by, args.reason)
+    print(f"v{args.version} {made.decision} by {made.by} at {made.at}; recorded in {where}")
+    return 0
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    import json
+
+    from mlops_platform.governance.trace import render, trace
+
+    found = trace(Settings.from_env(), args.request_id)
+    print(json.dumps(found, indent=2, default=str) if args.json else render(found))
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from mlops_platform.governance.audit import as_json, audit, render
+
+    events = audit(Settings.from_env(), args.model)
+    print(as_json(events) if args.json else render(events))
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from mlops_platform.governance.reproduce import run_reproduce
+
+    return run_reproduce(args)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mlops_platform.demo import DemoOptions, run_demo
 
@@ -374,6 +409,64 @@ def build_parser() -> argparse.ArgumentParser:
     )
     traffic.set_defaults(func=_cmd_simulate_traffic)
 
+    for decision, verb in (("approved", "approve"), ("rejected", "reject")):
+        decide = sub.add_parser(
+            verb,
+            formatter_class=_HelpFormatter,
+            help=f"{verb} a registered version for production (the spec's deployment.require_approval)",
+            description=f"Record that a person {decision} a model version, on the MLflow model version "
+            "(approval.* tags)\nand in the Dagster instance; a deploy_model run waiting for it goes on "
+            "(approved) or fails (rejected).",
+        )
+        decide.add_argument("version", metavar="VERSION", help="the registered version number")
+        decide.add_argument("--by", required=True, metavar="NAME", help="who decides")
+        decide.add_argument("--reason", required=True, metavar="TEXT", help="why, in one line")
+        decide.set_defaults(func=_cmd_decide, decision=decision)
+
+    trace_cmd = sub.add_parser(
+        "trace",
+        formatter_class=_HelpFormatter,
+        help="one served prediction's history: inputs, model version, gates, approval, runs, landed data",
+        description="From a request id (the x-request-id of a response, or the server log) to the whole\n"
+        "chain: the logged inputs and output, the model version and its stable/canary role, its\n"
+        "MLflow run, metrics, gates and approval, the Dagster run that trained it, and the training\n"
+        "set's data version with the landed days and their landing files' sha256.",
+    )
+    trace_cmd.add_argument("request_id", metavar="REQUEST_ID", help="the request's x-request-id")
+    trace_cmd.add_argument("--json", action="store_true", help="print JSON instead of text")
+    trace_cmd.set_defaults(func=_cmd_trace)
+
+    audit_cmd = sub.add_parser(
+        "audit",
+        formatter_class=_HelpFormatter,
+        help="every registration, gate verdict, approval, rollout step, promotion and rollback, in order",
+        description="The audit trail of a model, oldest first, with each event's actor (sensor, schedule,\n"
+        "user) and reason, read from the MLflow registry and the Dagster instance (DAGSTER_HOME,\n"
+        "else $MLOPS_HOME/dagster).",
+    )
+    audit_cmd.add_argument("--model", metavar="NAME", help="registered model (default: the spec's)")
+    audit_cmd.add_argument("--json", action="store_true", help="print JSON instead of text")
+    audit_cmd.set_defaults(func=_cmd_audit)
+
+    reproduce = sub.add_parser(
+        "reproduce",
+        formatter_class=_HelpFormatter,
+        help="rebuild a registered version from its landing files and compare its test metrics",
+        description="Check the version's landing files against their recorded sha256, rebuild its\n"
+        "training set in a scratch data directory with the real data pipeline, retrain on CPU with\n"
+        "the recorded parameters and seed, and compare every test metric (tolerance 1e-6).\n"
+        "Exit code 0: reproduced; 1: a metric differs; 2: it could not be reproduced.",
+    )
+    reproduce.add_argument("version", metavar="VERSION", help="the registered version number, e.g. 3")
+    reproduce.add_argument("--json", action="store_true", help="print JSON instead of text")
+    reproduce.add_argument(
+        "--workdir",
+        type=Path,
+        metavar="DIR",
+        help="keep the scratch data directory in this new or empty folder (default: a temporary one)",
+    )
+    reproduce.set_defaults(func=_cmd_reproduce)
+
     status = sub.add_parser(
         "status", formatter_class=_HelpFormatter, help="what has landed and what the warehouse holds"
     )
@@ -385,9 +478,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
     try:
+        configure_cli()
         code = args.func(args)
     except (ValueError, OSError, LookupError, yaml.YAMLError) as exc:
-        print(f"mlops {args.command}: {_one_line(exc)}", file=sys.stderr)
+        log_error(args.command, _one_line(exc))
         return 2
     if args.command == "demo":
         print(f"\ndone in {time.monotonic() - started:.0f} s (DAGSTER_HOME={os.environ.get('DAGSTER_HOME')})")

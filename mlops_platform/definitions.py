@@ -18,6 +18,7 @@ import dagster as dg
 
 import mlops_platform.defs
 from mlops_platform.defs.features.dbt import dbt_cli
+from mlops_platform.defs.job_logs import job_logger_defs
 from mlops_platform.defs.project import Project
 from mlops_platform.resources.feast import FeastResource
 from mlops_platform.resources.kserve import KServeInferenceService
@@ -52,6 +53,7 @@ def platform_definitions(project: Project) -> dg.Definitions:
         # A chain of steps on a laptop: a process per step would reload the code location for each
         # one (about 6 s on 2 cores) and gain no parallelism; MLOPS_EXECUTOR=multiprocess for that.
         executor=dg.in_process_executor if settings.executor == "in_process" else dg.multiprocess_executor,
+        loggers=job_logger_defs(),  # MLOPS_LOG_FORMAT=json: the jobs' JSON console logger
         resources={
             # Models refs and reports pickled under MLOPS_HOME: the volume every run pod mounts.
             "io_manager": dg.FilesystemIOManager(base_dir=str(settings.home / "dagster_io")),

@@ -115,18 +115,25 @@ def start_model_server(
 CODE_LOCATION = "mlops_platform"
 
 
+def write_workspace(settings: Settings) -> Path:
+    """`$MLOPS_HOME/workspace.yaml`: the code location under the name dg gives it, for the daemon
+    and for `dagster ... -w` commands that must address the daemon's sensors and jobs."""
+    workspace = settings.home / "workspace.yaml"
+    workspace.parent.mkdir(parents=True, exist_ok=True)
+    location = {"module_name": "mlops_platform.definitions", "location_name": CODE_LOCATION}
+    workspace.write_text(json.dumps({"load_from": [{"python_module": location}]}))  # YAML is a superset
+    return workspace
+
+
 def start_dagster_daemon(settings: Settings, dagster_home: Path) -> LocalProcess:
     """`dagster-daemon run` on the platform's code location: sensors, schedules, the run queue.
 
     The runs it launches inherit these settings (they are passed as `MLOPS_*` variables).
     """
     env = {**os.environ, **settings.to_env(), "DAGSTER_HOME": str(dagster_home)}
-    workspace = settings.home / "workspace.yaml"
-    location = {"module_name": "mlops_platform.definitions", "location_name": CODE_LOCATION}
-    workspace.write_text(json.dumps({"load_from": [{"python_module": location}]}))  # YAML is a superset
     return spawn(
         "dagster daemon",
-        [_bin("dagster-daemon"), "run", "-w", str(workspace)],
+        [_bin("dagster-daemon"), "run", "-w", str(write_workspace(settings))],
         env,
         settings.home / "logs" / "dagster-daemon.log",
     )

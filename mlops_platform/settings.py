@@ -50,6 +50,7 @@ ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("MLOPS_CANARY_LEASE_SECONDS", "`60`", "a canary's traffic lease without renewal"),
     ("MLOPS_SERVE_MAX_BODY_BYTES", "8 MiB", "model server: largest request body"),
     ("MLOPS_SERVE_MAX_ROWS", "`10000`", "model server: most rows per request"),
+    ("MLOPS_LOG_FORMAT", "`text`", "log lines of the model server, the jobs and the CLI: `text` or `json`"),
 )
 
 

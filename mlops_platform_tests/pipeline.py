@@ -102,3 +102,16 @@ def corrupt_landing_file(
         text.loc[row, column] = value
     write_landing_file(text, settings.landing_dir, day)
     return text
+
+
+def wait_for(what: str, found, timeout: float, daemon):
+    """`found()`'s first truthy value, polled while the daemon runs; fails with the daemon's log
+    tail when the daemon exits or `timeout` seconds pass ("`what` within N s")."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := found()):
+        assert daemon.running(), f"the daemon exited:\n{daemon.log_tail()}"
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s:\n{daemon.log_tail()}"
+        time.sleep(0.5)
+    return value

@@ -52,6 +52,22 @@ def adult_rows(spec: DatasetSpec, rows: int, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def write_training_set(settings: Settings, spec: DatasetSpec, rows: int, seed: int = 5) -> None:
+    """A `training_set` table of `rows` Adult train rows (missing categories as the marker dbt
+    writes) in the settings' warehouse: the reference a drift measurement reads."""
+    from mlops_platform.lib import warehouse
+    from mlops_platform.lib.preprocessing import MISSING_CATEGORY
+
+    train = adult_rows(spec, rows, seed=seed)
+    train = train.assign(
+        record_id=[f"r{i}" for i in range(len(train))],
+        split="train",
+        **{c: train[c].fillna(MISSING_CATEGORY) for c in spec.features.categorical},
+    )[["record_id", "split", "label", *spec.features.all]]
+    settings.home.mkdir(parents=True)
+    warehouse.replace_table(settings.warehouse_path, "training_set", train)
+
+
 def register_version(settings: Settings, kind: str = "good", seed: int = 0, alias: str | None = None) -> str:
     """Train, save, log and register one version; returns its version number. Every version
     learns from the same 3,000 rows; `seed` changes the initialization and the batch order, so

@@ -8,11 +8,15 @@ prints its own progress only; Dagster's log goes to the file it names."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -35,7 +39,7 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> tuple[Settings, Path, subprocess.CompletedProcess]:
+def demo(tmp_path_factory) -> tuple[Settings, Path, subprocess.CompletedProcess, _Reviewer]:
     root = tmp_path_factory.mktemp("demo")
     spec = write_adult_spec(
         root / "specs",
@@ -53,7 +57,11 @@ def demo(tmp_path_factory) -> tuple[Settings, Path, subprocess.CompletedProcess]
         deployment={
             "canary_steps": [50, 100],
             "dwell_seconds": 3,
-            "analysis": {"min_samples": 50, "latency_margin_ms": 10},
+            # v2 learnt the moved data: on moved traffic its predictions differ from v1's by design,
+            # and 50 requests make the PSI noisy
+            "analysis": {"min_samples": 50, "latency_margin_ms": 10, "max_prediction_psi": 1.0},
+            "require_approval": True,  # a reviewer (`_Reviewer`) approves each version with `mlops approve`
+            "approval_timeout_seconds": 300,
         },
         # a few hundred test rows: two trainings differ by more than the shipped 0.01 by chance
         gates={**SMALL_DATA_GATES, "regression_tolerance": 0.05, "max_drift_share": 0.3},
@@ -64,16 +72,63 @@ def demo(tmp_path_factory) -> tuple[Settings, Path, subprocess.CompletedProcess]
     dagster_home = root / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    completed = subprocess.run(
-        [sys.executable, "-m", "mlops_platform.cli", "demo", *DEMO_ARGS],
-        env={**os.environ, **settings.to_env(), "DAGSTER_HOME": str(dagster_home)},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    env = {**os.environ, **settings.to_env(), "DAGSTER_HOME": str(dagster_home)}
+    argv = [sys.executable, "-m", "mlops_platform.cli", "demo", *DEMO_ARGS]
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as demo:
+        reviewer = _Reviewer(settings, env, demo)
+        reviewer.start()
+        stdout, stderr = demo.communicate(timeout=1200)
+        reviewer.join()
+    completed = subprocess.CompletedProcess(argv, demo.returncode, stdout, stderr)
     (root / "demo.log").write_text(completed.stdout + completed.stderr)
     assert completed.returncode == 0, completed.stdout[-5000:] + completed.stderr[-5000:]
-    return settings, dagster_home, completed
+    assert sorted(reviewer.approved) == ["1", "2"], reviewer.approved
+    return settings, dagster_home, completed, reviewer
+
+
+class _Reviewer(threading.Thread):
+    """A person at the registry while the demo runs: each version a deploy run waits for (the
+    spec's `require_approval`) is approved with `mlops approve`, after noting the traffic split
+    at that moment (`seen_traffic`: the version takes none before it is approved)."""
+
+    def __init__(self, settings: Settings, env: dict[str, str], demo: subprocess.Popen) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.env, self.demo = settings, env, demo
+        self.approved: dict[str, subprocess.CompletedProcess] = {}
+        self.seen_traffic: dict[str, dict] = {}
+
+    def run(self) -> None:
+        store = self.settings.home / "mlflow" / "mlflow.db"
+        while self.demo.poll() is None:
+            time.sleep(0.5)
+            if not store.exists():
+                continue
+            try:
+                versions = MlflowClient(self.settings.tracking_uri).search_model_versions(f"name='{MODEL}'")
+            except Exception:  # the demo is creating the store, or holds its lock: look again
+                continue
+            for version in versions:
+                number = str(version.version)
+                if (version.tags or {}).get("approval.status") == "pending" and number not in self.approved:
+                    traffic = self.settings.serving_dir / "traffic.json"
+                    self.seen_traffic[number] = json.loads(traffic.read_text()) if traffic.exists() else {}
+                    self.approved[number] = subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "mlops_platform.cli",
+                            "approve",
+                            number,
+                            "--by",
+                            "reviewer",
+                            "--reason",
+                            f"v{number} model card read",
+                        ],
+                        env=self.env,
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                    )
 
 
 @contextlib.contextmanager
@@ -92,7 +147,7 @@ def _runs(instance: dg.DagsterInstance, job: str) -> list:
 
 
 def test_calm_traffic_triggers_no_retrain(demo):
-    _, dagster_home, _ = demo
+    _, dagster_home, _, _ = demo
     with _instance(dagster_home) as instance:
         retrains = [record.dagster_run for record in _runs(instance, "retrain_model")]
         ticks = InstanceWatch(instance, sensors=[], since=0.0).ticks("drift_sensor")
@@ -109,7 +164,7 @@ def test_calm_traffic_triggers_no_retrain(demo):
 
 
 def test_drifted_traffic_retrains_and_the_second_version_becomes_champion(demo):
-    settings, dagster_home, completed = demo
+    settings, dagster_home, completed, _ = demo
     client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
     v1, v2 = (client.get_model_version(MODEL, v) for v in ("1", "2"))
     assert "champion" in v2.aliases and "champion" not in v1.aliases
@@ -147,9 +202,65 @@ def test_drifted_traffic_retrains_and_the_second_version_becomes_champion(demo):
 
 
 def test_the_demo_prints_its_progress_and_leaves_dagsters_log_in_a_file(demo):
-    _, _, completed = demo
+    _, _, completed, _ = demo
     output = completed.stdout + completed.stderr
     assert not [line for line in output.splitlines() if "DEBUG" in line]
     first = completed.stdout.lstrip().splitlines()[0]
     log = Path(first.split("Dagster's log (debug lines included): ")[1])
     assert log.stat().st_size > 0 and " - DEBUG - " in log.read_text()
+
+
+def test_the_audit_trail_tells_the_drift_story_and_a_served_request_traces_to_its_data(demo):
+    """After the demo: `mlops audit` shows the drift-triggered retrain, its gates and the canary
+    promotion with their reasons; `mlops trace` follows a request id taken from the server log."""
+    settings, dagster_home, _, reviewer = demo
+    env = {**os.environ, **settings.to_env(), "DAGSTER_HOME": str(dagster_home)}
+    mlops = [sys.executable, "-m", "mlops_platform.cli"]
+    audited = subprocess.run(
+        [*mlops, "audit", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert audited.returncode == 0, audited.stderr
+    events = json.loads(audited.stdout)
+    by_kind = {}
+    for event in events:
+        by_kind.setdefault(event["event"], []).append(event)
+    drift_retrain = next(e for e in by_kind["retrain_model started"] if e["actor"] == "sensor drift_sensor")
+    assert "drift_share" in drift_retrain["reason"] and "drifted_columns" in drift_retrain["reason"]
+    registered_v2 = next(e for e in by_kind["registered"] if e["version"] == "2")
+    assert registered_v2["actor"] == "sensor drift_sensor" and "drift_share" in registered_v2["reason"]
+    assert registered_v2["run_id"] == drift_retrain["run_id"]
+    v2_gates = [e for e in by_kind["gate passed"] if e["run_id"] == drift_retrain["run_id"]]
+    assert any("model_evaluation:no_regression_vs_champion" in e["reason"] for e in v2_gates)
+    [step] = [e for e in by_kind["canary step 50 % passed"] if e["version"] == "2"]
+    assert step["actor"] == "sensor auto_deploy_sensor" and "error_rate" in step["reason"]
+    # v2 waited for the reviewer before any traffic, then the canary ran
+    assert reviewer.approved["2"].returncode == 0, reviewer.approved["2"].stderr
+    seen = reviewer.seen_traffic["2"]  # while v2 waited: v1 alone, v2 not even loaded
+    assert (seen["rolled_out_version"], seen["latest_version"]) == ("1", "1"), seen
+    [asked] = [e for e in by_kind["approval requested"] if e["version"] == "2"]
+    [approved] = [e for e in by_kind["approved"] if e["version"] == "2"]
+    assert asked["actor"] == "sensor auto_deploy_sensor" and approved["actor"] == "user reviewer"
+    assert approved["reason"] == "v2 model card read"
+    [promoted] = [e for e in by_kind["promoted"] if e["version"] == "2"]
+    assert promoted["reason"].startswith("passed every step; retired v1")
+    [retired] = by_kind["retired"]
+    assert retired["version"] == "1"
+    order = [drift_retrain, *v2_gates, registered_v2, asked, approved, step, promoted]
+    assert [events.index(e) for e in order] == sorted(events.index(e) for e in order)
+
+    server_log = next((settings.home / "logs").glob("server-*.log")).read_text()
+    request_ids = re.findall(r"request_id=([A-Za-z0-9._:/-]+)", server_log)
+    assert request_ids, "the server log names no request id"
+    traced = subprocess.run(
+        [*mlops, "trace", request_ids[-1], "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert traced.returncode == 0, traced.stderr
+    found = json.loads(traced.stdout)
+    version = found["model_version"]
+    assert found["request"]["model_version"] == version["version"] == "2"  # the last requests: v2's
+    assert found["dagster_run"]["run_id"] == drift_retrain["run_id"]
+    days = found["training_data"]["days"]
+    assert {d["day"] for d in days} >= {"2026-01-06", "2026-01-07"}  # v2 learnt the drifted days
+    for day in days:
+        landing = settings.landing_dir / f"{day['day']}.csv"
+        assert day["sha256"] == hashlib.sha256(landing.read_bytes()).hexdigest() and day["now"] == "unchanged"

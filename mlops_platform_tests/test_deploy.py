@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 
 import dagster as dg
@@ -260,3 +261,108 @@ def test_an_attempt_whose_run_died_is_marked_interrupted(model_registry):
     tags = client.get_model_version(MODEL, "4").tags
     assert tags["deployment.status"] == "interrupted"
     assert json.loads(tags[f"deployment.attempt.{attempt}"])["reason"] == "the run worker died"
+
+
+@pytest.fixture
+def approval_settings(gateway, tmp_path) -> Settings:
+    """The gateway's settings with a spec that requires an approval before any traffic."""
+    import yaml
+
+    settings, _ = gateway
+    raw = yaml.safe_load(settings.dataset_spec_path.read_text())
+    raw["deployment"] = {**raw.get("deployment", {}), "require_approval": True}
+    spec = tmp_path / "approval.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    # what registration records of the gates a version passed (register_version runs no gates)
+    passed = [{"gate": "model_evaluation:meets_metric_thresholds", "passed": True, "blocking": True}]
+    _client(settings).set_model_version_tag(MODEL, "3", "gates", json.dumps(passed))
+    return settings.model_copy(update={"dataset_spec_path": spec})
+
+
+def test_an_unapproved_version_takes_no_traffic_and_times_out_keeping_its_alias(
+    approval_settings, gateway, instance
+):
+    _, server = gateway
+    before = _shares(server)
+    result = _deploy(instance, approval_settings, server, "3", approval_timeout_seconds=1.0)
+    assert not result.success
+    message = _failure(result)
+    assert message.startswith("v3 was not approved within 1 s") and "mlops approve 3 --by NAME" in message
+    aliases, tags = _registry(approval_settings)["3"]
+    assert aliases == ["challenger"]  # approve it and launch deploy_model again
+    assert tags["approval.status"] == "pending" and tags["approval.requested_by_run"] == result.run_id
+    assert tags["deployment.status"] == "approval_timed_out"
+    assert _shares(server) == before  # no traffic moved
+    observed = [
+        e.asset_observation.metadata["approval_status"].value
+        for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)
+        if "approval_status" in e.asset_observation.metadata
+    ]
+    assert observed == ["pending", "timed_out"]
+
+
+def test_a_rejection_while_the_deploy_waits_fails_it_and_takes_the_alias(
+    approval_settings, gateway, instance
+):
+    from mlops_platform.lib.approval import decide
+
+    _, server = gateway
+    before = _shares(server)
+    client = _client(approval_settings)
+    if "approval.status" in client.get_model_version(MODEL, "3").tags:  # a timed-out request's
+        client.delete_model_version_tag(MODEL, "3", "approval.status")
+
+    def reject_once_pending() -> None:
+        deadline = time.monotonic() + 60
+        while client.get_model_version(MODEL, "3").tags.get("approval.status") != "pending":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        decide(client, MODEL, "3", "rejected", "bob", "the model card shows a gap on race")
+
+    rejecter = threading.Thread(target=reject_once_pending)
+    rejecter.start()
+    result = _deploy(instance, approval_settings, server, "3", approval_timeout_seconds=60.0)
+    rejecter.join()
+    assert not result.success
+    message = _failure(result)
+    assert (
+        message.startswith("v3 was rejected by bob at ") and "the model card shows a gap on race" in message
+    )
+    assert "model_evaluation:meets_metric_thresholds" in message  # what was rejected: the gates it passed
+    aliases, tags = _registry(approval_settings)["3"]
+    assert aliases == [] and tags["deployment.status"] == "rejected"
+    assert _shares(server) == before
+    again = _deploy(instance, approval_settings, server, "3", approval_timeout_seconds=60.0)
+    assert not again.success and _failure(again).startswith("v3 was rejected by bob")  # decided: no wait
+
+
+def test_a_decision_names_a_person_a_reason_and_a_version_that_passed_its_gates(approval_settings):
+    from mlops_platform.lib.approval import decide, decisions_of
+
+    client = _client(approval_settings)
+    champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    refused = {
+        ("3", "", "why"): "--by is empty",
+        ("3", "   ", "why"): "--by is empty",
+        ("3", "eve", ""): "--reason is empty",
+        ("3", "eve\nmallory", "why"): "--by holds a control character",
+        ("3", "eve", "fine\r\napproved by admin"): "--reason holds a control character",
+        ("3", "x" * 101, "why"): "--by is 101 characters long; at most 100",
+        ("3", "eve", "y" * 2001): "--reason is 2001 characters long; at most 2000",
+        ("abc", "eve", "why"): "version 'abc': a registered version number",
+        ("-1", "eve", "why"): "version '-1'",
+        ("99", "eve", "why"): f"{MODEL} has no version 99 (versions: 1, 2, 3, 4)",
+        (champion, "eve", "why"): f"v{champion} is {MODEL}'s champion",
+        ("4", "eve", "why"): "v4 has no record of passing its gates",
+    }
+    for (version, by, reason), expected in refused.items():
+        with pytest.raises((ValueError, LookupError)) as caught:
+            decide(client, MODEL, version, "approved", by, reason)
+        assert expected in str(caught.value), (version, by, reason)
+    with pytest.raises(ValueError, match="decision 'maybe'"):
+        decide(client, MODEL, "3", "maybe", "eve", "why")
+    count = len(decisions_of(client.get_model_version(MODEL, "3").tags))
+    made = decide(client, MODEL, "3", "approved", "  carol  ", "re-reviewed: the gap is within the limit")
+    assert made.by == "carol" and made.gates == ["model_evaluation:meets_metric_thresholds"]
+    history = decisions_of(client.get_model_version(MODEL, "3").tags)
+    assert len(history) == count + 1 and history[-1] == made  # earlier decisions are kept

@@ -28,7 +28,9 @@ def test_dg_check_defs_passes_in_the_repository_root_with_nothing_exported(tmp_p
     done = _run(["dg", "check", "defs"], root, bare_env())
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "All definitions loaded successfully" in done.stdout + done.stderr
-    assert "DAGSTER_HOME" not in done.stderr  # the instance needs no variable
+    # the instance needs no variable (Dagster's one-time telemetry notice names the file, not a need)
+    mentions = [line for line in done.stderr.splitlines() if "DAGSTER_HOME" in line]
+    assert all("$DAGSTER_HOME/dagster.yaml, creating that file" in line for line in mentions), mentions
     assert (root / ".mlops").is_dir()  # .env: the data directory beside the code, as `make` keeps it
 
     broken = _run(["dg", "check", "defs"], root, bare_env(MLOPS_DATASET_SPEC=str(tmp_path / "none.yaml")))

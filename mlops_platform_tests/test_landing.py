@@ -1,5 +1,6 @@
 """Landing files: deterministic simulated days, shifts, parsing as landed, and clear errors."""
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -286,13 +287,16 @@ def test_a_plain_file_reads_as_the_line_by_line_reader_reads_it(tmp_path, conten
     path = tmp_path / "2026-01-01.csv"
     path.write_bytes(content)
     landed = parse_landing_file(path)
-    by_line = landing._read_lines(path, content.removeprefix(b"\xef\xbb\xbf").decode(), landed.fingerprint)
+    by_line = landing._read_lines(
+        path, content.removeprefix(b"\xef\xbb\xbf").decode(), landed.fingerprint, landed.sha256
+    )
     assert list(landed.text.columns) == list(by_line.text.columns)
     assert landed.text.to_numpy().tolist() == by_line.text.to_numpy().tolist()
     assert set(landed.text.dtypes) == {np.dtype(object)}
     assert landed.lines.tolist() == by_line.lines.tolist()
     assert landed.ragged.equals(by_line.ragged) and landed.faults.equals(by_line.faults)
     assert landed.fingerprint == landing.LandingFingerprint.of(path)
+    assert landed.sha256 == hashlib.sha256(content).hexdigest() == landing.file_sha256(path)  # BOM included
 
 
 def test_a_simulated_day_is_plain_and_its_distinct_cells_are_held_once(adult_settings):
@@ -302,7 +306,7 @@ def test_a_simulated_day_is_plain_and_its_distinct_cells_are_held_once(adult_set
     content = path.read_bytes()
     assert landing._is_plain(content)
     landed = parse_landing_file(path)
-    by_line = landing._read_lines(path, content.decode(), landed.fingerprint)
+    by_line = landing._read_lines(path, content.decode(), landed.fingerprint, landed.sha256)
     assert landed.text.equals(by_line.text) and landed.lines.tolist() == by_line.lines.tolist()
     sexes = landed.text["sex"].to_numpy()
     assert len({id(cell) for cell in sexes}) == len(set(sexes))

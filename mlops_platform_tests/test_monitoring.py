@@ -24,12 +24,11 @@ from mlops_platform.lib.drift import prune_reports, training_reference
 from mlops_platform.lib.ground_truth import deliver_labels, read_ground_truth, source_position
 from mlops_platform.lib.inference_records import read_new_records
 from mlops_platform.lib.landing import load_source
-from mlops_platform.lib.preprocessing import MISSING_CATEGORY
 from mlops_platform.lib.traffic import held_out_instances, send_traffic
 from mlops_platform.lib.ui_links import dagster_run_url, mlflow_artifact_url, mlflow_run_url
 from mlops_platform.settings import Settings
 from mlops_platform_tests.datasets import write_adult_spec
-from mlops_platform_tests.registry import adult_rows
+from mlops_platform_tests.registry import write_training_set
 from mlops_platform_tests.serving import RunningServer, start_server
 
 MODEL = "adult_income_classifier"
@@ -66,14 +65,7 @@ def monitored(model_registry: Settings, tmp_path_factory):
         drift_reports_kept=2,
     )
     spec = settings.load_spec()
-    train = adult_rows(spec, 3000, seed=5)
-    train = train.assign(
-        record_id=[f"r{i}" for i in range(len(train))],
-        split="train",
-        **{c: train[c].fillna(MISSING_CATEGORY) for c in spec.features.categorical},
-    )[["record_id", "split", "label", *spec.features.all]]
-    settings.home.mkdir(parents=True)
-    warehouse.replace_table(settings.warehouse_path, "training_set", train)
+    write_training_set(settings, spec, 3000)
     server = start_server(settings, 1, "--version", "1")
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:

@@ -15,22 +15,11 @@ from mlflow import MlflowClient
 from mlops_platform.definitions import build_definitions
 from mlops_platform.local_processes import start_dagster_daemon
 from mlops_platform.run_launcher import MonitoredRunLauncher, process_alive, run_worker
-from mlops_platform_tests.pipeline import land_reference, run_pipeline
+from mlops_platform_tests.pipeline import land_reference, run_pipeline, wait_for
 
 pytestmark = pytest.mark.slow
 
 LONG_TRAINING = {"ops": {"trained_model": {"config": {"epochs": 100000, "patience": 100000}}}}
-
-
-def _wait(what: str, found, timeout: float, daemon):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = found()
-        if value:
-            return value
-        assert daemon.running(), f"the daemon exited:\n{daemon.log_tail()}"
-        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s:\n{daemon.log_tail()}"
-        time.sleep(1)
 
 
 def _launch(cli_env: dict, job: str, config: dict | None = None) -> None:
@@ -68,7 +57,7 @@ def test_a_killed_run_is_failed_retried_and_frees_its_slot(adult_settings, cli_e
     client = MlflowClient(tracking_uri=adult_settings.tracking_uri)
     try:
         _launch(cli_env, "retrain_model", LONG_TRAINING)
-        first = _wait(
+        first = wait_for(
             "the long retrain did not start",
             lambda: instance.get_runs(dg.RunsFilter(job_name="retrain_model"), limit=1),
             120,
@@ -85,7 +74,7 @@ def test_a_killed_run_is_failed_retried_and_frees_its_slot(adult_settings, cli_e
             )
             return runs[0] if runs and runs[0].info.status == "RUNNING" else None
 
-        mlflow_run = _wait("training never started in MLflow", training_run, 180, daemon)
+        mlflow_run = wait_for("training never started in MLflow", training_run, 180, daemon)
         second = instance.get_runs(dg.RunsFilter(job_name="retrain_model"), limit=1)[0]
         assert second.run_id != first.run_id
         assert instance.get_run_by_id(second.run_id).status == dg.DagsterRunStatus.QUEUED
@@ -99,7 +88,7 @@ def test_a_killed_run_is_failed_retried_and_frees_its_slot(adult_settings, cli_e
         try:
             os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
-            _wait(
+            wait_for(
                 "run monitoring did not fail the killed run",
                 lambda: instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.FAILURE,
                 90,
@@ -114,7 +103,7 @@ def test_a_killed_run_is_failed_retried_and_frees_its_slot(adult_settings, cli_e
         )
         assert f"run worker process {pid} is gone" in messages
 
-        _wait(
+        wait_for(
             "the queued run did not take the freed slot",
             lambda: (
                 instance.get_run_by_id(second.run_id).status
@@ -124,7 +113,7 @@ def test_a_killed_run_is_failed_retried_and_frees_its_slot(adult_settings, cli_e
             daemon,
         )
         try:
-            retry = _wait(
+            retry = wait_for(
                 "the killed run was not retried",
                 lambda: [
                     r for r in instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": first.run_id}))
@@ -137,7 +126,7 @@ def test_a_killed_run_is_failed_retried_and_frees_its_slot(adult_settings, cli_e
             tags = instance.get_run_by_id(first.run_id).tags
             raise AssertionError(f"{failure}\nrun tags: {tags}\nrun events: {events}") from None
         assert retry[0].job_name == "retrain_model"
-        _wait(
+        wait_for(
             "its MLflow run is still RUNNING",
             lambda: client.get_run(mlflow_run.info.run_id).info.status == "KILLED",
             90,

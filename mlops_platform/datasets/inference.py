@@ -895,6 +895,7 @@ def _render(
     w.line("  dwell_seconds: 30", "each step lasts at least this long...")
     w.line("  max_wait_seconds: 300", "...and fails if too few requests arrive in this much more")
     w.line("  analysis: {}", "lib/canary_analysis.py AnalysisPolicy's defaults")
+    w.line("  require_approval: false", "true: each version waits for `mlops approve` before any traffic")
     return w.text()
 
 

@@ -330,6 +330,11 @@ class DeploymentSpec(_Strict):
     dwell_seconds: float = Field(30.0, ge=0.0)
     max_wait_seconds: float = Field(300.0, ge=0.0)
     analysis: dict[str, float] = Field(default_factory=dict)
+    # Governance: a person approves each version (`mlops approve`) before it takes any traffic;
+    # deploy_model waits at most `approval_timeout_seconds` for the decision. Not run config:
+    # a run cannot waive it.
+    require_approval: bool = False
+    approval_timeout_seconds: float = Field(3600.0, gt=0.0)
 
     @model_validator(mode="after")
     def _steps_end_at_full_traffic(self) -> DeploymentSpec:

@@ -3,6 +3,7 @@ model half on the instance in `$DAGSTER_HOME`, and say what each run did."""
 
 import dagster as dg
 
+from mlops_platform.defs.job_logs import job_run_config
 from mlops_platform.defs.jobs import DATA_PIPELINE, RETRAIN_MODEL
 from mlops_platform.lib.landing import landed_days, simulate_batches
 from mlops_platform.settings import Settings
@@ -25,6 +26,7 @@ def run_data_pipeline(
 ) -> dg.ExecuteInProcessResult:
     """One run of the data pipeline over the landed days `first..last`."""
     return defs.resolve_job_def(DATA_PIPELINE).execute_in_process(
+        run_config=job_run_config(),  # a range run gets no job default config
         instance=instance,
         tags={
             "dagster/asset_partition_range_start": first,

@@ -3,7 +3,8 @@
 Tags on a version (`deployment.*`):
 - `status`: `in_progress` while a deploy run drives it, then `promoted`, `rolled_back`,
   `failed` (the run raised), `interrupted` (the run died; set by the failed-run sensor),
-  `already_rolled_out` (it already took all traffic), or `retired` once a later version
+  `already_rolled_out` (it already took all traffic), `rejected` or `approval_timed_out` (the
+  spec requires an approval: see `lib/approval.py`), or `retired` once a later version
   replaced it;
 - `attempts`, and `attempt.<n>`: JSON with the Dagster run (id and UI page), start, end,
   outcome and reason;
@@ -24,7 +25,15 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 IN_PROGRESS = "in_progress"
-FINAL_OUTCOMES = ("promoted", "rolled_back", "failed", "interrupted", "already_rolled_out")
+FINAL_OUTCOMES = (
+    "promoted",
+    "rolled_back",
+    "failed",
+    "interrupted",
+    "already_rolled_out",
+    "rejected",  # a person rejected it before any traffic (`mlops reject`)
+    "approval_timed_out",  # nobody decided within the spec's approval_timeout_seconds
+)
 _REASON_LIMIT = 5000
 
 

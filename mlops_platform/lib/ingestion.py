@@ -4,9 +4,9 @@
 Each day is read, validated once, written to the warehouse and the lake, and dropped
 before the next, so memory follows the largest day, not the run. In the transaction that
 writes the day's rows, `raw_data_validations` records what ingestion found: the landing file
-it read (path, size, modification time), a digest of the dataset spec it judged by, how
-many records landed with a digest of their ids, the content version of the rows it kept,
-and the suites' outcomes. The gates on `raw_data` judge a day from that record and SQL
+it read (path, size, modification time, sha256 of its bytes), a digest of the dataset spec it
+judged by, how many records landed with a digest of their ids, the content version of the rows
+it kept, and the suites' outcomes. The gates on `raw_data` judge a day from that record and SQL
 over the tables, never by reading the landing file again.
 """
 
@@ -60,6 +60,7 @@ class IngestedDay:
     day: str
     landing_file: Path
     fingerprint: LandingFingerprint
+    landing_sha256: str
     landed_ids: pd.Series
     valid: pd.DataFrame
     quarantined: pd.DataFrame
@@ -84,6 +85,7 @@ class StoredDay:
     raw_columns: dict[str, str]  # raw_data's columns and their pandas types
     raw_version: str
     quarantined_version: str
+    landing_sha256: str
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ def ingest_day(landing_dir: Path, spec: DatasetSpec, day: str) -> IngestedDay:
         day=day,
         landing_file=landed.path,
         fingerprint=landed.fingerprint,
+        landing_sha256=landed.sha256,
         landed_ids=records["record_id"],
         valid=valid,
         quarantined=quarantined,
@@ -177,6 +180,7 @@ def store_day(
         raw_columns={name: str(dtype) for name, dtype in ingested.valid.dtypes.items()},
         raw_version=raw_version,
         quarantined_version=quarantined_version,
+        landing_sha256=ingested.landing_sha256,
     )
 
 
@@ -195,16 +199,21 @@ def _record_validation(
         "raw_version VARCHAR NOT NULL, outcomes VARCHAR NOT NULL, run_id VARCHAR NOT NULL, "
         "validated_at TIMESTAMPTZ NOT NULL)"
     )
+    # warehouses written before landing hashes were recorded lack the column (NULL in their rows)
+    con.execute(f"ALTER TABLE {VALIDATIONS} ADD COLUMN IF NOT EXISTS landing_sha256 VARCHAR")
     con.execute(f"DELETE FROM {VALIDATIONS} WHERE ingestion_date = CAST(? AS DATE)", [ingested.day])
     con.register("landed_ids", pd.DataFrame({"record_id": ingested.landed_ids}))
     con.execute(
-        f"INSERT INTO {VALIDATIONS} SELECT CAST(? AS DATE), ?, ?, ?, ?, count(*), {_IDS_DIGEST}, ?, ?, ?, "
-        "now() FROM landed_ids",
+        f"INSERT INTO {VALIDATIONS} (ingestion_date, landing_file, landing_size, landing_mtime_ns, "
+        "landing_sha256, spec_digest, landed_rows, landed_ids_digest, raw_version, outcomes, run_id, "
+        f"validated_at) SELECT CAST(? AS DATE), ?, ?, ?, ?, ?, count(*), {_IDS_DIGEST}, ?, ?, ?, now() "
+        "FROM landed_ids",
         [
             ingested.day,
             str(ingested.landing_file),
             ingested.fingerprint.size,
             ingested.fingerprint.mtime_ns,
+            ingested.landing_sha256,
             spec_digest(spec),
             raw_version,
             outcomes_to_json(ingested.validation.outcomes),
@@ -238,6 +247,30 @@ def recorded_validations(warehouse_path: Path, days: Sequence[str]) -> dict[str,
             )
             for day, path, size, mtime_ns, digest, raw_version, outcomes in rows
         }
+
+
+def landing_records(con: duckdb.DuckDBPyConnection, days: Sequence[str]) -> dict[str, dict[str, object]]:
+    """What ingestion recorded of each of `days` that it ingested: `{day: {"file", "sha256",
+    "size", "run_id", "raw_version"}}` (sha256 None: ingested before hashes were recorded).
+    Reads through the caller's connection, so it can share the caller's transaction."""
+    if not days or not warehouse.table_exists(con, VALIDATIONS):
+        return {}
+    hashed = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ? "
+        "AND column_name = 'landing_sha256'",
+        [VALIDATIONS],
+    ).fetchone()[0]
+    rows = con.execute(
+        "SELECT strftime(ingestion_date, '%Y-%m-%d'), landing_file, "
+        f"{'landing_sha256' if hashed else 'NULL'}, landing_size, run_id, "
+        f"raw_version FROM {VALIDATIONS} WHERE ingestion_date IN (SELECT CAST(unnest(?::VARCHAR[]) AS DATE)) "
+        "ORDER BY ingestion_date",
+        [list(days)],
+    ).fetchall()
+    return {
+        day: {"file": file, "sha256": sha256, "size": size, "run_id": run_id, "raw_version": raw_version}
+        for day, file, sha256, size, run_id, raw_version in rows
+    }
 
 
 @dataclass(frozen=True)

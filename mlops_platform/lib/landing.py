@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import hashlib
 import io
 import os
 import re
@@ -53,6 +54,12 @@ class LandingFingerprint:
         return cls(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of a file's bytes, read in blocks."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
 @dataclass(frozen=True)
 class LandedFile:
     """A landing file's data records as text, in file order.
@@ -61,7 +68,7 @@ class LandedFile:
     A ragged record (more or fewer fields than the header) is all missing in `text`, kept
     as landed in `ragged` and explained in `faults` (both missing for well-formed records).
     `lines` holds the line each record starts on; line 1 is the header. `fingerprint` is
-    that of the bytes read.
+    that of the bytes read, `sha256` (hex) their content hash.
     """
 
     path: Path
@@ -70,6 +77,7 @@ class LandedFile:
     ragged: pd.Series
     faults: pd.Series
     fingerprint: LandingFingerprint
+    sha256: str
 
     @property
     def well_formed(self) -> np.ndarray:
@@ -98,7 +106,9 @@ def parse_landing_file(path: Path) -> LandedFile:
         )
     with open(path, "rb") as file:
         stat = os.fstat(file.fileno())
-        data = file.read().removeprefix(codecs.BOM_UTF8)  # positions count from the first character
+        data = file.read()
+    sha256 = hashlib.sha256(data).hexdigest()
+    data = data.removeprefix(codecs.BOM_UTF8)  # positions count from the first character
     fingerprint = LandingFingerprint(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
     content = _decode(path, data)
     if not content.strip():
@@ -115,8 +125,9 @@ def parse_landing_file(path: Path) -> LandedFile:
                 ragged=pd.Series(pd.NA, index=range(len(text)), dtype="string"),
                 faults=pd.Series(pd.NA, index=range(len(text)), dtype="string"),
                 fingerprint=fingerprint,
+                sha256=sha256,
             )
-    return _read_lines(path, content, fingerprint)
+    return _read_lines(path, content, fingerprint, sha256)
 
 
 def _is_plain(data: bytes) -> bool:
@@ -155,7 +166,7 @@ def _read_plain(records: memoryview, header: list[str]) -> pd.DataFrame | None:
     return table.to_pandas(deduplicate_objects=True)
 
 
-def _read_lines(path: Path, content: str, fingerprint: LandingFingerprint) -> LandedFile:
+def _read_lines(path: Path, content: str, fingerprint: LandingFingerprint, sha256: str) -> LandedFile:
     """Any landing file, line by line with Python's CSV reader (see `parse_landing_file`)."""
     lines = io.StringIO(content, newline="").readlines()
     csv.field_size_limit(max(csv.field_size_limit(), len(content) + 1))  # one field may hold it all
@@ -195,6 +206,7 @@ def _read_lines(path: Path, content: str, fingerprint: LandingFingerprint) -> La
         ragged=pd.Series(ragged, dtype="string"),
         faults=pd.Series(faults, dtype="string"),
         fingerprint=fingerprint,
+        sha256=sha256,
     )
 
 

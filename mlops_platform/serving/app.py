@@ -16,6 +16,11 @@ A POST body must be JSON: a Content-Type that is present and not `application/js
 `+json` type) is answered 415 naming the header; a body without Content-Type is read as JSON.
 Every 5xx is counted in `mlops_server_errors_total{route,status}`; an unexpected exception in a
 handler is logged with its traceback and answered as a 500 JSON error, never a dropped connection.
+
+The request id: a client's `x-request-id` is kept as sent when it follows `REQUEST_ID_RULE`
+(`json_bodies`), refused with a 400 naming the header otherwise, and made (uuid4 hex) when missing
+or empty. The answer's `x-request-id`, its body, the inference log's rows and the request's access
+line (`access_log`) all carry it.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,23 +41,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlops_platform.lib.metrics_textfile import textfile_dir
+from mlops_platform.serving.access_log import AccessLog
 from mlops_platform.serving.admin import AdminApi
 from mlops_platform.serving.inference_log import InferenceLogWriter, PredictionLog
 from mlops_platform.serving.json_bodies import (
     MAX_BODY_BYTES,
     is_json_type,
     json_response,
+    request_id_from_header,
     too_large,
     unsupported_media,
 )
-from mlops_platform.serving.metrics import ServerMetrics
+from mlops_platform.serving.metrics import ServerMetrics, TextfileCollector, TrafficCollector
 from mlops_platform.serving.online_features import OnlineFeatures
 from mlops_platform.serving.revisions import RevisionLoader, configure_mlflow_client
 from mlops_platform.serving.routing import TrafficRouter
 from mlops_platform.serving.schemas import openapi_document
-from mlops_platform.serving.scoring import Scorer
+from mlops_platform.serving.scoring import Answer, Scorer
 from mlops_platform.serving.traffic import TrafficStore, admin_token, lease_seconds
-from mlops_platform.serving.validation import RequestValidator
+from mlops_platform.serving.validation import InvalidRequest, RequestValidator
 from mlops_platform.settings import Settings
 
 log = logging.getLogger("mlops_platform.serving")
@@ -77,6 +84,7 @@ class InferenceRoutes:
         self.app = app
         self.scorer = scorer
         self.metrics = metrics
+        self.access: AccessLog | None = None  # set when the worker starts
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -123,35 +131,53 @@ class InferenceRoutes:
         self, scope: dict, receive: Any, send: Any, protocol: str, model: str, version: str | None
     ) -> None:
         started = time.perf_counter()
-        request_id = declared = content_type = None
+        sent_id = declared = content_type = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
-                request_id = value.decode("latin-1")
+                sent_id = value
             elif key == b"content-length":
                 declared = value
             elif key == b"content-type":
                 content_type = value
-        request_id = request_id or uuid.uuid4().hex
+        request_id, id_sent, refused = request_id_from_header(sent_id)
         try:
-            status, payload, headers = await self._answer(
-                receive, protocol, model, version, request_id, started, declared, content_type
+            answer = await self._answer(
+                receive,
+                protocol,
+                model,
+                version,
+                request_id,
+                id_sent,
+                started,
+                declared,
+                content_type,
+                refused,
             )
         except Exception as exc:  # a bug, never bad input: answered, counted and logged all the same
-            log.exception("%s request %s failed", protocol, request_id)
-            status, payload, headers = (
-                500,
-                {"error": f"internal server error ({type(exc).__name__})", "request_id": request_id},
-                {},
-            )
+            log.exception("%s request %s failed", protocol, request_id, extra={"request_id": request_id})
+            payload = {"error": f"internal server error ({type(exc).__name__})", "request_id": request_id}
+            answer = Answer(500, payload, {}, request_id)
+        status = answer.status
         if status >= 500:
             route = _ROUTES[protocol] if version is None else _V2_VERSION_ROUTE
             self.metrics.server_errors.labels(route, str(status)).inc()
         raw_headers = [
             (b"content-type", b"application/json"),
-            (b"x-request-id", request_id.encode("latin-1")),
+            (b"x-request-id", answer.request_id.encode()),
         ]
-        raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
-        await _send_json(send, status, payload, raw_headers)
+        raw_headers += [(k.encode(), v.encode()) for k, v in answer.headers.items()]
+        await _send_json(send, status, answer.payload, raw_headers)
+        if self.access is not None:  # the access line, after the answer went out
+            self.access.request(
+                answer.request_id,
+                model[:200],
+                answer.model_version,
+                answer.role,
+                protocol,
+                status,
+                round((time.perf_counter() - started) * 1000, 3),
+                answer.rows,
+            )
 
     async def _answer(
         self,
@@ -160,25 +186,23 @@ class InferenceRoutes:
         model: str,
         version: str | None,
         request_id: str,
+        id_sent: bool,
         started: float,
         declared: bytes | None,
         content_type: bytes | None,
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        refused = None
-        if content_type is not None and not is_json_type(content_type):
+        refused: InvalidRequest | None,
+    ) -> Answer:
+        if refused is None and content_type is not None and not is_json_type(content_type):
             refused = unsupported_media(content_type)
-        else:
+        if refused is None:
             body = await self._body(receive, declared)
             if body is None:
                 refused = too_large()
         if refused is not None:
             self.metrics.invalid.labels(str(refused.status)).inc()
-            return (
-                refused.status,
-                {"error": str(refused), "field": refused.field, "request_id": request_id},
-                {},
-            )
-        return await self.scorer.infer(protocol, model, version, body, request_id, started)
+            payload = {"error": str(refused), "field": refused.field, "request_id": request_id}
+            return Answer(refused.status, payload, {}, request_id)
+        return await self.scorer.infer(protocol, model, version, body, request_id, started, id_sent)
 
     @staticmethod
     async def _body(receive: Any, declared: bytes | None) -> bytes | None:
@@ -241,6 +265,7 @@ def create_app(settings: Settings | None = None) -> InferenceRoutes:
         torch.set_num_threads(1)  # one core per worker; intra-op threads only add contention here
         writer = InferenceLogWriter(settings.inference_log_dir)
         scorer.log = PredictionLog(writer, name, validator.numeric_names, validator.categorical_names)
+        routes.access = access = AccessLog()
         store.roll_back_orphan(at_startup=False)  # a dead owner or an expired lease: before serving
         router.refresh()
         # Everything loaded so far (torch, pandas, the models) lives as long as the worker: keep it
@@ -255,6 +280,7 @@ def create_app(settings: Settings | None = None) -> InferenceRoutes:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             writer.close()
+            access.close()
             store.forget_worker(os.getpid())
             log.info("inference log flushed: %d records written by worker %d", writer.written, os.getpid())
 
@@ -360,7 +386,9 @@ def create_app(settings: Settings | None = None) -> InferenceRoutes:
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        body, content_type = ServerMetrics.exposition()
+        body, content_type = ServerMetrics.exposition(
+            TrafficCollector(name, router.state), TextfileCollector(textfile_dir(settings.home))
+        )
         return Response(body, media_type=content_type)
 
     @app.get("/admin/traffic")
@@ -375,4 +403,5 @@ def create_app(settings: Settings | None = None) -> InferenceRoutes:
     async def renew_lease(request: Request) -> Response:
         return await admin.call(request, lambda body: asyncio.to_thread(admin.renew_lease, body))
 
-    return InferenceRoutes(app, scorer, server_metrics)
+    routes = InferenceRoutes(app, scorer, server_metrics)
+    return routes

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlops_platform.datasets.spec import DatasetSpec, is_integer_code
+from mlops_platform.serving.json_bodies import REQUEST_ID_PATTERN, REQUEST_ID_RULE
 from mlops_platform.serving.traffic import CanaryOwner
 from mlops_platform.serving.validation import ENTITY_FIELD, V2_NUMERIC_TYPES, InvalidRequest
 
@@ -259,8 +260,11 @@ def openapi_document(base: dict[str, Any], spec: DatasetSpec) -> dict[str, Any]:
         "name": "x-request-id",
         "in": "header",
         "required": False,
-        "schema": {"type": "string"},
-        "description": "echoed in the response and the inference log",
+        "schema": {"type": "string", "pattern": f"^({REQUEST_ID_PATTERN})?$"},
+        "description": (
+            f"kept as sent when it is {REQUEST_ID_RULE} (else 400); missing or empty: a new one; "
+            "echoed in the response, the access line and the inference log"
+        ),
     }
     inference_errors = _errors(400, 404, 413, 415, 422, 503)
     paths = base.setdefault("paths", {})

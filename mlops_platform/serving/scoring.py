@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from mlops_platform.serving.batching import MicroBatcher
 from mlops_platform.serving.inference_log import PredictionLog
-from mlops_platform.serving.json_bodies import parse_json
+from mlops_platform.serving.json_bodies import is_request_id, parse_json
 from mlops_platform.serving.metrics import ServerMetrics
 from mlops_platform.serving.online_features import OnlineFeatures
 from mlops_platform.serving.revisions import Revision
@@ -22,6 +22,27 @@ from mlops_platform.serving.routing import TrafficRouter
 from mlops_platform.serving.validation import FeatureBatch, InvalidRequest, RequestValidator
 
 log = logging.getLogger("mlops_platform.serving")
+
+
+class Answer(NamedTuple):
+    """An inference request's answer, and what its access line says about it."""
+
+    status: int
+    payload: dict[str, Any]
+    headers: dict[str, str]
+    request_id: str
+    model_version: str | None = None  # the version that answered (or failed)
+    role: str | None = None  # stable or canary
+    rows: int = 0  # rows scored
+
+
+class ModelFailure(RuntimeError):
+    """A model version failed while scoring (a 500 counted against that version)."""
+
+    def __init__(self, message: str, version: str, role: str) -> None:
+        super().__init__(message)
+        self.version = version
+        self.role = role
 
 
 class Scorer:
@@ -44,12 +65,26 @@ class Scorer:
         self.batcher = MicroBatcher()
 
     async def infer(
-        self, protocol: str, model: str, version: str | None, body: bytes, request_id: str, started: float
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """One inference request, either protocol: (status, payload, headers); never raises."""
+        self,
+        protocol: str,
+        model: str,
+        version: str | None,
+        body: bytes,
+        request_id: str,
+        started: float,
+        id_sent: bool = True,
+    ) -> Answer:
+        """One inference request, either protocol; never raises. Unless the client sent the request
+        id (`id_sent`), a V2 body's `id` that follows the request-id rule becomes the request id;
+        a V2 answer's `id` is the body's, as sent."""
+        echo = None
         try:
             self.check_model(model)
             parsed = parse_json(body)
+            if protocol == "v2" and isinstance(parsed, dict) and isinstance(parsed.get("id"), str):
+                echo = parsed["id"]
+                if not id_sent and is_request_id(echo):
+                    request_id = echo
             if protocol == "v1":
                 instances = self.validator.v1_instances(parsed)
                 entity_ids = self.validator.entity_ids(instances)
@@ -60,23 +95,27 @@ class Scorer:
                 )
             else:
                 batch = self.validator.v2_batch(parsed)
-                if isinstance(parsed.get("id"), str):
-                    request_id = parsed["id"]
-            revision, probabilities = await self.score(batch, protocol, request_id, started, version)
+            revision, role, probabilities = await self.score(batch, protocol, request_id, started, version)
         except InvalidRequest as exc:
             self.metrics.invalid.labels(str(exc.status)).inc()
-            return exc.status, {"error": str(exc), "field": exc.field, "request_id": request_id}, {}
+            payload = {"error": str(exc), "field": exc.field, "request_id": request_id}
+            return Answer(exc.status, payload, {}, request_id)
         except LookupError as exc:
-            return 503, {"error": str(exc), "request_id": request_id}, {}
+            return Answer(503, {"error": str(exc), "request_id": request_id}, {}, request_id)
         except RecursionError:  # a RuntimeError too: caught first
             self.metrics.invalid.labels("400").inc()
-            return 400, {"error": "body: nested too deeply", "field": "body", "request_id": request_id}, {}
+            payload = {"error": "body: nested too deeply", "field": "body", "request_id": request_id}
+            return Answer(400, payload, {}, request_id)
+        except ModelFailure as exc:
+            payload = {"error": str(exc), "request_id": request_id}
+            return Answer(500, payload, {}, request_id, exc.version, exc.role)
         except RuntimeError as exc:
-            return 500, {"error": str(exc), "request_id": request_id}, {}
+            return Answer(500, {"error": str(exc), "request_id": request_id}, {}, request_id)
         predictions = (probabilities >= revision.threshold).astype(np.int64)
         headers = {"x-model-name": self.model_name, "x-model-version": revision.version}
+        rows = len(probabilities)
         if protocol == "v1":
-            return (
+            return Answer(
                 200,
                 {
                     "predictions": [
@@ -88,20 +127,27 @@ class Scorer:
                     "request_id": request_id,
                 },
                 headers,
+                request_id,
+                revision.version,
+                role,
+                rows,
             )
-        rows = len(probabilities)
-        return (
+        return Answer(
             200,
             {
                 "model_name": self.model_name,
                 "model_version": revision.version,
-                "id": request_id,
+                "id": request_id if echo is None else echo,
                 "outputs": [
                     {"name": "probability", "shape": [rows], "datatype": "FP32", "data": probabilities},
                     {"name": "prediction", "shape": [rows], "datatype": "INT64", "data": predictions},
                 ],
             },
             headers,
+            request_id,
+            revision.version,
+            role,
+            rows,
         )
 
     def check_model(self, name: str) -> None:
@@ -113,8 +159,9 @@ class Scorer:
 
     async def score(
         self, batch: FeatureBatch, protocol: str, request_id: str, started: float, version: str | None = None
-    ) -> tuple[Revision, np.ndarray]:
-        """Route, score, count and log; raises RuntimeError (a 5xx) when the model fails."""
+    ) -> tuple[Revision, str, np.ndarray]:
+        """Route, score, count and log: the revision, its role and the probabilities; raises
+        ModelFailure (a 5xx) when the model fails."""
         revision, role = self.router.pick(version)
         instruments = revision.instruments
         try:
@@ -127,10 +174,12 @@ class Scorer:
             log.error(
                 "model %s v%s failed on request %s: %s", self.model_name, revision.version, request_id, exc
             )
-            raise RuntimeError(f"model version {revision.version} failed: {exc}") from exc
+            raise ModelFailure(
+                f"model version {revision.version} failed: {exc}", revision.version, role
+            ) from exc
         instruments.requests[protocol].inc()
         instruments.observe_predictions(probabilities)
         assert self.log is not None
         self.log.record(batch, revision, role, protocol, request_id, probabilities)
         instruments.latency.observe(time.perf_counter() - started)
-        return revision, probabilities
+        return revision, role, probabilities

@@ -1,4 +1,8 @@
-"""`mlops serve`: seed the traffic state, prepare shared state, start uvicorn workers."""
+"""`mlops serve`: seed the traffic state, prepare shared state, start uvicorn workers.
+
+The process and every worker log in `MLOPS_LOG_FORMAT` (`mlops_platform.logs.server_log_config`):
+uvicorn's lines, the platform's, and one access line per inference request.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import os
 import shutil
 
 from mlops_platform.lib.model_registry import CHAMPION
+from mlops_platform.logs import configure_server
 from mlops_platform.settings import Settings
 
 log = logging.getLogger("mlops_platform.serving")
@@ -58,6 +63,7 @@ def run_server(
 ) -> None:
     import uvicorn
 
+    log_config = configure_server()  # a bad MLOPS_LOG_FORMAT stops here, before anything starts
     # Every worker writes its metric samples here; /metrics sums them (prometheus_client's
     # multiprocess mode). Must be set before any worker imports prometheus_client.
     metrics_dir = settings.serving_dir / "prometheus"
@@ -66,6 +72,7 @@ def run_server(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ["MLOPS_HOME"] = str(settings.home)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # its warnings: our format, via root
     # MLflow resolves some URIs through its global store: point it at ours, not an inherited one.
     os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = settings.tracking_uri
     os.environ["MLOPS_DATASET_SPEC"] = str(settings.dataset_spec_path)
@@ -77,23 +84,19 @@ def run_server(
     store = TrafficStore(settings.serving_dir)
     store.reset_workers()
     admin_token(settings.serving_dir)  # created once here, before the workers read it
-    print(seed_traffic(settings, version=version, alias=alias, reset=reset), flush=True)
-    # A canary that survived a restart with nobody driving it goes back to the stable version.
-    rolled_back = store.roll_back_orphan(at_startup=True)
-    if rolled_back is not None and rolled_back.orphaned_canary_rollback is not None:
-        note = rolled_back.orphaned_canary_rollback
-        print(
-            f"rolled back orphaned canary v{note.version} ({note.percent} % -> 0 %): {note.reason}",
-            flush=True,
-        )
-    print(f"admin token in {settings.serving_dir / 'admin_token'} (or MLOPS_ADMIN_TOKEN)", flush=True)
+    log.info(seed_traffic(settings, version=version, alias=alias, reset=reset))
+    # A canary that survived a restart with nobody driving it goes back to the stable version
+    # (logged as a warning by the store).
+    store.roll_back_orphan(at_startup=True)
+    log.info("admin token in %s (or MLOPS_ADMIN_TOKEN)", settings.serving_dir / "admin_token")
     uvicorn.run(
         "mlops_platform.serving.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        access_log=False,  # per-request lines cost throughput; the inference log has every request
+        access_log=False,  # uvicorn's lines lack the request id: the app writes its own access line
+        log_config=log_config,
         log_level="info",
         timeout_graceful_shutdown=30,
     )

@@ -7,7 +7,9 @@ from pydantic import Field
 
 from mlops_platform.datasets.simulation import AnalysisPolicy
 from mlops_platform.datasets.spec import DatasetSpec, DeploymentSpec
+from mlops_platform.defs.job_logs import job_loggers_config
 from mlops_platform.defs.jobs import DEPLOY_MODEL
+from mlops_platform.lib.approval import request_decision, wait_for_decision
 from mlops_platform.lib.canary_analysis import (
     Verdict,
     VersionWindow,
@@ -32,6 +34,9 @@ class CanaryConfig(dg.Config):
     steps: list[int] = Field(default_factory=lambda: list(_ROLLOUT.canary_steps))
     dwell_seconds: float = _ROLLOUT.dwell_seconds
     max_wait_seconds: float = _ROLLOUT.max_wait_seconds  # per step, for `min_samples`
+    # with the spec's `require_approval`: the longest wait for `mlops approve` (the requirement
+    # itself is the spec's alone: no run config waives it)
+    approval_timeout_seconds: float = Field(_ROLLOUT.approval_timeout_seconds, gt=0.0)
     min_samples: int = AnalysisPolicy.min_samples
     max_error_rate_increase: float = AnalysisPolicy.max_error_rate_increase
     max_latency_ratio: float = AnalysisPolicy.max_latency_ratio
@@ -104,7 +109,9 @@ def _window(
 def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
     @dg.op(
         description=(
-            "Rolls the `challenger` version out behind a canary: for each step (default 10 → 50 → 100 %) "
+            "Rolls the `challenger` version out behind a canary. With the spec's `require_approval`, "
+            "it first waits (before any traffic) for a person's `mlops approve` and fails on `mlops "
+            "reject` or after `approval_timeout_seconds`. Then, for each step (default 10 → 50 → 100 %) "
             "it sets the split on the serving backend, confirms it, waits the dwell time, and compares "
             "canary with stable from the server's metrics (error rate, p95 latency, prediction "
             "distribution, with a minimum sample). Promotes (alias `champion` moves, `challenger` "
@@ -155,8 +162,10 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
         current = serving.status()
         stable = current.rolled_out_version
         owner = deploy_owner(context.run.run_id)
+        about = {"model_version": version}  # a field of the JSON log lines (MLOPS_LOG_FORMAT=json)
         context.log.info(
-            f"{serving.describe()}: serving {current.shares() or 'nothing'}; rolling out v{version}"
+            f"{serving.describe()}: serving {current.shares() or 'nothing'}; rolling out v{version}",
+            extra=about,
         )
         record: list[dict] = []
         attempt = start_attempt(
@@ -225,8 +234,56 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 reason += "; retired " + ", ".join(f"v{v}" for v in retired)
             return finish(outcome, reason, retired)
 
+        def observe_approval(status: str, reason: str, by: str = "-") -> None:
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=REGISTERED,
+                    metadata={
+                        "version": version,
+                        "approval_status": status,
+                        "decided_by": by,
+                        "reason": reason,
+                        **link,
+                    },
+                )
+            )
+
+        def require_approval() -> None:
+            """Wait for a person's decision on the version before it takes any traffic; fail on a
+            rejection (the version loses its rollout aliases) or when the wait times out (it keeps
+            them: approve it and launch deploy_model again)."""
+            command = f"mlops approve {version} --by NAME --reason TEXT"
+            made = request_decision(client, name, version, context.run.run_id)
+            if made is None:
+                timeout = config.approval_timeout_seconds
+                waiting = f"v{version} waits for approval before any traffic (at most {timeout:.0f} s): "
+                waiting += command
+                context.log.info(f"{waiting}, or mlops reject {version} --by NAME --reason TEXT", extra=about)
+                observe_approval("pending", waiting)
+                made = wait_for_decision(client, name, version, timeout)
+            if made is None:
+                reason = (
+                    f"v{version} was not approved within {config.approval_timeout_seconds:.0f} s; it keeps "
+                    f"the alias {config.alias!r}: run `{command}`, then launch deploy_model again"
+                )
+                observe_approval("timed_out", reason)
+                output = finish("approval_timed_out", reason)
+                raise dg.Failure(description=reason, metadata=output.metadata)
+            said = f"{made.decision} by {made.by} at {made.at}: {made.reason}"
+            said += f" (gates passed: {'; '.join(made.gates)})"
+            observe_approval(made.decision, said, made.by)
+            if not made.approved:
+                drop_rollout_aliases()
+                reason = f"v{version} was {said}"
+                context.log.warning(reason, extra=about)
+                output = finish("rejected", reason)
+                raise dg.Failure(description=reason, metadata=output.metadata)
+            context.log.info(f"v{version} {said}", extra=about)
+
         if stable == version:
             return promote("already_rolled_out", f"v{version} already takes all traffic")
+        if spec.deployment.require_approval:
+            require_approval()
         try:
             if stable is None:
                 serving.set_traffic(version, 100, owner=owner)
@@ -239,7 +296,8 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 before = parse_metrics(serving.metrics_text(), name)
                 status = serving.set_traffic(version, percent, owner=owner)
                 context.log.info(
-                    f"step {percent} %: confirmed {status.shares()}; dwelling {config.dwell_seconds:.0f} s"
+                    f"step {percent} %: confirmed {status.shares()}; dwelling {config.dwell_seconds:.0f} s",
+                    extra=about,
                 )
                 canary_window, stable_window = _window(serving, name, version, stable, before, config, owner)
                 verdict: Verdict = compare(canary_window, stable_window, config.policy())
@@ -262,10 +320,10 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                         drop_rollout_aliases()
                     else:
                         reason += f"; not judged, so it keeps the alias {config.alias!r} for a later try"
-                    context.log.warning(reason)
+                    context.log.warning(reason, extra=about)
                     output = finish("rolled_back", reason)
                     raise dg.Failure(description=reason, metadata=output.metadata)
-                context.log.info(f"step {percent} % passed: {verdict.facts}")
+                context.log.info(f"step {percent} % passed: {verdict.facts}", extra=about)
             serving.set_traffic(version, 100, owner=owner)
         except dg.Failure:
             raise
@@ -274,16 +332,22 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
                 try:  # the local gateway also rolls back a canary whose lease nobody renews
                     serving.request_traffic(version, 0, owner=owner)
                 except Exception as rollback_error:
-                    context.log.warning(f"could not roll v{version} back to 0 %: {rollback_error}")
+                    context.log.warning(
+                        f"could not roll v{version} back to 0 %: {rollback_error}", extra=about
+                    )
             try:
                 finish_attempt(
                     client, name, version, attempt, "failed", f"rollout of v{version} failed: {exc}"
                 )
             except Exception as record_error:
-                context.log.warning(f"could not record the failed attempt on v{version}: {record_error}")
+                context.log.warning(
+                    f"could not record the failed attempt on v{version}: {record_error}", extra=about
+                )
             raise
         record.append({"percent": 100, "passed": True, "reasons": [], "facts": {}})
-        context.log.info(f"promoted v{version}: alias {CHAMPION} moved from v{champion_before or '-'}")
+        context.log.info(
+            f"promoted v{version}: alias {CHAMPION} moved from v{champion_before or '-'}", extra=about
+        )
         return promote("promoted", "passed every step")
 
     rollout = spec.deployment
@@ -291,12 +355,13 @@ def build_deploy_job(spec: DatasetSpec) -> dg.JobDefinition:
         steps=rollout.canary_steps,
         dwell_seconds=rollout.dwell_seconds,
         max_wait_seconds=rollout.max_wait_seconds,
+        approval_timeout_seconds=rollout.approval_timeout_seconds,
         **rollout.analysis,
     )
 
     @dg.job(
         name=DEPLOY_MODEL,
-        config=dg.RunConfig(ops={"canary_rollout": defaults}),
+        config=dg.RunConfig(ops={"canary_rollout": defaults}, loggers=job_loggers_config()),
         description="Canary rollout of the `challenger` to `champion`, with automatic analysis and rollback.",
         tags={"mlops/pipeline": "deploy"},
     )

@@ -16,6 +16,7 @@ from mlops_platform.feature_repo.definitions import (
     feature_service_name,
 )
 from mlops_platform.lib import feature_lake, warehouse
+from mlops_platform.lib.ingestion import landing_records
 from mlops_platform.lib.splits import SPLITS, split_sql
 from mlops_platform.settings import Settings
 
@@ -159,6 +160,13 @@ def build_training_set_asset(
         if reused:
             rebuilt: list[str] = []
             context.log.info("training_set is up to date with its inputs: reused, not rebuilt")
+            if "landed_days" not in record:  # built before the landing files were recorded with it
+                with warehouse.connect(settings.warehouse_path) as con:
+                    con.execute("BEGIN TRANSACTION")
+                    details = {k: v for k, v in record.items() if k not in ("version", "inputs")}
+                    details["landed_days"] = landing_records(con, sorted(days))
+                    warehouse.set_table_version(con, TABLE, str(record["version"]), inputs, details)
+                    con.execute("COMMIT")
         else:
             rebuilt = sorted(d for d in days if built is None or built.get(d) != days[d])
             dropped = sorted(set(built or {}) - set(days))
@@ -173,13 +181,18 @@ def build_training_set_asset(
                     f"SELECT count(*), coalesce(bit_xor(hash({digest})), 0) FROM {TABLE}"
                 ).fetchone()
                 version = hashlib.sha256(f"{rows}:{content}".encode()).hexdigest()[:16]
-                warehouse.set_table_version(con, TABLE, version, inputs, {"rule": rule, "days": days})
+                # the landing files of the days it holds, recorded with its content
+                landed = landing_records(con, sorted(days))
+                warehouse.set_table_version(
+                    con, TABLE, version, inputs, {"rule": rule, "days": days, "landed_days": landed}
+                )
                 con.execute("COMMIT")
             context.log.info(
                 f"training_set {'built whole' if built is None else 'updated'}: {len(rebuilt)} day(s) "
                 f"joined, {len(dropped)} day(s) dropped"
             )
-        version = warehouse.table_version(settings.warehouse_path, TABLE)
+        record = warehouse.table_record(settings.warehouse_path, TABLE)
+        version = str(record["version"])
         splits = summary()
         rows = sum(int(s["rows"]) for s in splits.values())
         context.log.info(f"training set of {rows} rows: {splits}")
@@ -199,6 +212,8 @@ def build_training_set_asset(
                 "feature_service": dg.MetadataValue.text(feature_service_name(spec)),
                 "warehouse_table": dg.MetadataValue.text(f"{settings.warehouse_path}::{TABLE}"),
                 "data_version": dg.MetadataValue.text(version),
+                # per day: landing file, its sha256 and size, the ingesting run, the raw version
+                "landed_days": dg.MetadataValue.json(record.get("landed_days") or {}),
             },
         )
 

@@ -98,6 +98,7 @@ def build_ingestion_assets(settings: Settings, spec: DatasetSpec) -> dg.AssetsDe
                 "landing_files": dg.MetadataValue.json(
                     [str(settings.landing_dir / f"{d.day}.csv") for d in days]
                 ),
+                "landing_sha256": dg.MetadataValue.json({d.day: d.landing_sha256 for d in days}),
             },
         )
         by_column = sum((Counter(d.quarantined_by_column) for d in days), Counter())

@@ -5,6 +5,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.ingestion.partitions import daily_partitions
+from mlops_platform.defs.job_logs import job_run_config
 from mlops_platform.defs.jobs import DATA_PIPELINE, WAREHOUSE_WRITER
 
 
@@ -17,4 +18,5 @@ def build_data_pipeline_job(spec: DatasetSpec) -> UnresolvedAssetJobDefinition:
         partitions_def=daily_partitions(spec),
         description="Ingest landed days and refresh features, the feature store and the training set.",
         tags={"mlops/pipeline": "data", **WAREHOUSE_WRITER},
+        config=job_run_config(),  # MLOPS_LOG_FORMAT=json: the JSON console logger
     )

@@ -7,6 +7,7 @@ import json
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from mlops_platform.defs.job_logs import job_run_config
 from mlops_platform.lib.landing import landed_days, landing_path
 from mlops_platform.settings import Settings
 
@@ -57,6 +58,7 @@ def build_new_data_sensor(settings: Settings, job: UnresolvedAssetJobDefinition)
             return dg.SkipReason(f"no new landing files in {settings.landing_dir}")
         requests = [
             dg.RunRequest(
+                run_config=job_run_config() or {},  # a range run gets no job default config
                 run_key=f"{first}..{last}:" + ",".join(seen[d] for d in pending if first <= d <= last),
                 tags={
                     "dagster/asset_partition_range_start": first,

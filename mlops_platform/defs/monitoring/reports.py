@@ -1,6 +1,7 @@
 """What `drift_report` and `drift_sensor` share: one drift measurement of the served window, sized
-by the spec's `monitoring` section, and its Evidently report, kept in MLflow (a run per report in
-the `<dataset>-monitoring` experiment) and locally (the newest `drift_reports_kept`)."""
+by the spec's `monitoring` section, exported as Prometheus gauges (`MLOPS_HOME/metrics/drift.prom`),
+and its Evidently report, kept in MLflow (a run per report in the `<dataset>-monitoring`
+experiment) and locally (the newest `drift_reports_kept`)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ def measure_served_drift(
     settings: Settings, spec: DatasetSpec, predictions: pd.DataFrame
 ) -> tuple[DriftResult, str]:
     """Drift of the newest `window_rows` of `predictions` against `reference_rows` of the training
-    split, scored by the version that served most of the window; and that version."""
+    split, scored by the version that served most of the window; and that version. The share, the
+    drifted features and the limit are written to `MLOPS_HOME/metrics/drift.prom` for Prometheus."""
     from mlops_platform.lib.drift import newest_predictions, served_version, training_reference, window_drift
+    from mlops_platform.lib.metrics_textfile import write_drift_gauges
     from mlops_platform.lib.model_artifact import load_artifact
     from mlops_platform.serving.revisions import fetch_artifact
 
@@ -43,6 +46,13 @@ def measure_served_drift(
         load_artifact(artifact),
         spec.features.numeric,
         spec.features.categorical,
+        spec.gates.max_drift_share,
+    )
+    write_drift_gauges(
+        settings.home,
+        spec.registered_model_name,
+        result.drift_share,
+        len(result.drifted_columns),
         spec.gates.max_drift_share,
     )
     return result, version

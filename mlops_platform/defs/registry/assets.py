@@ -7,11 +7,30 @@ import dagster as dg
 
 from mlops_platform.datasets.spec import DatasetSpec
 from mlops_platform.defs.training.model_ref import ModelRef
+from mlops_platform.lib.approval import GATES_TAG
 from mlops_platform.lib.model_registry import CHALLENGER
 from mlops_platform.resources.mlflow import MlflowTracking, code_version, url_metadata
 from mlops_platform.settings import Settings
 
 GROUP = "registry"
+_DESCRIPTION_LIMIT = 300  # per gate, so the `gates` tag stays within MLflow's tag length
+
+
+def gates_of_run(instance: dg.DagsterInstance, run_id: str) -> list[dict]:
+    """The asset checks a run evaluated, in order: `gate` (`asset:check`), `passed`, `blocking`,
+    `description`. Registration runs after its blocking checks, so each of those passed."""
+    gates = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data
+        gates.append(
+            {
+                "gate": f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}",
+                "passed": evaluation.passed,
+                "blocking": bool(evaluation.blocking),
+                "description": (evaluation.description or "")[:_DESCRIPTION_LIMIT],
+            }
+        )
+    return gates
 
 
 def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefinition:
@@ -22,8 +41,9 @@ def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefi
         backfill_policy=dg.BackfillPolicy.single_run(),  # lets `--partition-range` runs include it
         description=(
             f"Registers the trained model as a new version of {spec.registered_model_name!r} with the "
-            "alias `challenger`, tagged with its metrics, fairness, data version, Dagster run (id and "
-            "UI link) and git commit, and a generated model card. Runs only after every blocking gate "
+            "alias `challenger`, tagged with its metrics, fairness, the gates it passed, data version, "
+            "Dagster run (id and UI link) and git commit, and a generated model card. Runs only after "
+            "every blocking gate "
             "upstream passed. Its metadata holds the alias at registration; deploy_model reports the "
             "version's later aliases and rollout status as observations of this asset."
         ),
@@ -70,6 +90,7 @@ def build_registry_asset(settings: Settings, spec: DatasetSpec) -> dg.AssetsDefi
             "dagster_run_id": context.run.run_id,
             **({"dagster_run_url": dagster_url} if dagster_url else {}),
             "git_commit": facts["git_commit"],
+            GATES_TAG: json.dumps(gates_of_run(context.instance, context.run.run_id)),
             # why this version exists: a sensor, the schedule, the demo, a person (`mlops/*` run tags)
             "trigger": next(
                 (

@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+from mlops_platform.defs.job_logs import job_run_config
 from mlops_platform.defs.jobs import RETRAIN_MODEL, WAREHOUSE_WRITER
 
 
@@ -19,6 +20,7 @@ def build_retrain_job() -> UnresolvedAssetJobDefinition:
             "the blocking gates decide whether a new version is registered."
         ),
         tags={"mlops/pipeline": "training", **WAREHOUSE_WRITER},
+        config=job_run_config(),  # MLOPS_LOG_FORMAT=json: the JSON console logger
     )
 
 

@@ -17,6 +17,7 @@ from mlops_platform.defs.training.training_set_reads import (
 )
 from mlops_platform.feature_repo.definitions import ENTITY_KEY
 from mlops_platform.lib import warehouse
+from mlops_platform.lib.ingestion import spec_digest
 from mlops_platform.lib.training_params import TrainingParams
 from mlops_platform.resources.mlflow import MlflowTracking, code_version, url_metadata
 from mlops_platform.settings import Settings
@@ -48,14 +49,17 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
         hyperparameter_search: dict,
     ) -> dg.Output[ModelRef]:
         import mlflow as mlflow_api
+        import torch
 
         from mlops_platform.lib.evaluation import choose_threshold
+        from mlops_platform.lib.lineage import TrainingLineage, write_lineage
         from mlops_platform.lib.model_artifact import save_artifact
         from mlops_platform.lib.pyfunc_model import log_pyfunc
         from mlops_platform.lib.training import choose_device, fit, predict_source
         from mlops_platform.lib.training_batches import ParquetBatches, select_sql
 
         data_version = training_set_version(settings.warehouse_path)
+        landed = landed_days(settings.warehouse_path, data_version)
         searched = hyperparameter_search["best_params"] if hyperparameter_search["searched"] else {}
         if searched and hyperparameter_search["fingerprint"] != search_fingerprint(spec, data_version):
             raise dg.Failure(
@@ -97,6 +101,19 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
                         "streamed": streamed,
                     }
                 )
+                lineage = TrainingLineage(
+                    training_set_version=data_version,
+                    dataset=spec.name,
+                    spec=spec.model_dump(mode="json"),
+                    spec_digest=spec_digest(spec),
+                    days=landed,
+                    params=dataclasses.asdict(params),
+                    device=str(device),
+                    code_version=tags["mlops.code_version"],
+                    torch_version=torch.__version__,
+                    torch_threads=torch.get_num_threads(),
+                )
+                write_lineage(mlflow.client(), run.info.run_id, lineage)
                 outcome = fit(
                     data,
                     device=device,
@@ -196,6 +213,14 @@ def build_trained_model_asset(settings: Settings, spec: DatasetSpec) -> dg.Asset
         )
 
     return trained_model
+
+
+def landed_days(warehouse_path: Path, data_version: str) -> dict[str, dict]:
+    """The landed days recorded with `training_set` when its recorded version is `data_version`
+    (`{day: {"file", "sha256", "size", "run_id", "raw_version"}}`), else none."""
+    record = warehouse.table_record(warehouse_path, TABLE)
+    days = record.get("landed_days")
+    return days if record.get("version") == data_version and isinstance(days, dict) else {}
 
 
 def training_run_tags(
