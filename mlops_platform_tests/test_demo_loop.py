@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -101,15 +102,8 @@ class _Reviewer(threading.Thread):
         store = self.settings.home / "mlflow" / "mlflow.db"
         while self.demo.poll() is None:
             time.sleep(0.5)
-            if not store.exists():
-                continue
-            try:
-                versions = MlflowClient(self.settings.tracking_uri).search_model_versions(f"name='{MODEL}'")
-            except Exception:  # the demo is creating the store, or holds its lock: look again
-                continue
-            for version in versions:
-                number = str(version.version)
-                if (version.tags or {}).get("approval.status") == "pending" and number not in self.approved:
+            for number in self._pending(store):
+                if number not in self.approved:
                     traffic = self.settings.serving_dir / "traffic.json"
                     self.seen_traffic[number] = json.loads(traffic.read_text()) if traffic.exists() else {}
                     self.approved[number] = subprocess.run(
@@ -129,6 +123,23 @@ class _Reviewer(threading.Thread):
                         text=True,
                         timeout=120,
                     )
+
+    @staticmethod
+    def _pending(store: Path) -> list[str]:
+        """Versions waiting for approval, read from the MLflow SQLite file directly: an MLflow
+        client would run its schema migrations against a store the demo is still creating."""
+        if not store.exists():
+            return []
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=1)) as con:
+                rows = con.execute(
+                    "SELECT version FROM model_version_tags WHERE name = ? AND key = 'approval.status' "
+                    "AND value = 'pending'",
+                    [MODEL],
+                ).fetchall()
+        except sqlite3.Error:  # not created yet, or locked: look again
+            return []
+        return [str(version) for (version,) in rows]
 
 
 @contextlib.contextmanager
