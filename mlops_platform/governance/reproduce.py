@@ -235,7 +235,6 @@ def run_reproduce(args: argparse.Namespace) -> int:
     LookupError and ValueError propagate for the CLI to print as one line (exit code 2)."""
     import sys
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with _stdout_to_stderr():  # dbt and the pipeline print; stdout carries the result only
         result = reproduce(
             Settings.from_env(),
