@@ -13,14 +13,13 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlops_platform.governance.stores import REGISTERED, open_instance, registry, run_actor
+from mlops_platform.defs.jobs import DEPLOY_MODEL, RETRAIN_MODEL
+from mlops_platform.governance.stores import REGISTERED, open_instance, registry, run_actor, utc
 from mlops_platform.lib.approval import decisions_of
 from mlops_platform.settings import Settings
 
 if TYPE_CHECKING:
     import dagster as dg
-
-RETRAIN_JOB, DEPLOY_JOB = "retrain_model", "deploy_model"
 
 
 @dataclass(frozen=True)
@@ -33,14 +32,10 @@ class AuditEvent:
     run_id: str | None = None
 
 
-def _iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
-
-
 def _normal(stamp: str) -> str:
     """An ISO 8601 time as UTC to the second, so events from both sources sort together."""
     try:
-        return _iso(dt.datetime.fromisoformat(stamp).timestamp())
+        return utc(dt.datetime.fromisoformat(stamp).timestamp())
     except (TypeError, ValueError):
         return stamp or "?"
 
@@ -60,7 +55,7 @@ def registry_events(settings: Settings, name: str, actors: dict[str, str]) -> li
         gates = [g for g in json.loads(tags.get("gates") or "[]") if g.get("passed")]
         events.append(
             AuditEvent(
-                _iso(found.creation_timestamp / 1000),
+                utc(found.creation_timestamp / 1000),
                 "registered",
                 version,
                 actors.get(registering_run or "", tags.get("trigger", "?")),
@@ -147,7 +142,7 @@ def _runs(instance: dg.DagsterInstance, extra: set[str]) -> list[Any]:
 
     runs = {
         r.run_id: r
-        for job in (RETRAIN_JOB, DEPLOY_JOB)
+        for job in (RETRAIN_MODEL, DEPLOY_MODEL)
         for r in instance.get_runs(dg.RunsFilter(job_name=job))
     }
     for run_id in extra - set(runs):
@@ -173,7 +168,7 @@ def instance_events(
         actors[run.run_id] = actor
         record = instance.get_run_record_by_id(run.run_id)
         started = record.start_time or record.create_timestamp.timestamp() if record else None
-        if run.job_name != DEPLOY_JOB and started is not None:
+        if run.job_name != DEPLOY_MODEL and started is not None:
             drift = ", ".join(
                 f"{k.removeprefix('mlops/')} {v}"
                 for k, v in sorted(tags.items())
@@ -181,7 +176,7 @@ def instance_events(
             )
             events.append(
                 AuditEvent(
-                    _iso(started),
+                    utc(started),
                     f"{run.job_name} started",
                     None,
                     actor,
@@ -193,7 +188,7 @@ def instance_events(
             check = entry.dagster_event.event_specific_data
             events.append(
                 AuditEvent(
-                    _iso(entry.timestamp),
+                    utc(entry.timestamp),
                     "gate passed" if check.passed else "gate FAILED",
                     None,
                     actor,
@@ -201,7 +196,7 @@ def instance_events(
                     run.run_id,
                 )
             )
-        if run.job_name == DEPLOY_JOB:
+        if run.job_name == DEPLOY_MODEL:
             for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION):
                 observed = entry.asset_observation
                 meta = {k: v.value for k, v in observed.metadata.items()}
@@ -216,7 +211,7 @@ def instance_events(
                 )
                 events.append(
                     AuditEvent(
-                        _iso(entry.timestamp),
+                        utc(entry.timestamp),
                         f"canary step {meta['canary_step_percent']} % "
                         + ("passed" if meta.get("canary_passed") else "FAILED"),
                         str(meta.get("canary_version")),

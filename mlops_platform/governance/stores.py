@@ -5,6 +5,7 @@ when it exists)."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,3 +68,8 @@ def run_actor(tags: dict[str, str]) -> str:
     if tags.get("user"):
         return f"user {tags['user']}"
     return "manual (Dagster UI or CLI)"
+
+
+def utc(seconds: float) -> str:
+    """A POSIX time as ISO 8601 UTC to the second, the form every governance record is shown in."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")

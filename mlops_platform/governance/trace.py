@@ -10,12 +10,12 @@ sha256, checked against the files as they are now.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
-from mlops_platform.governance.stores import open_instance, registry, run_actor
+from mlops_platform.defs.registry.assets import gates_of_run
+from mlops_platform.governance.stores import open_instance, registry, run_actor, utc
 from mlops_platform.lib.approval import decision_of, decisions_of
 from mlops_platform.lib.ui_links import dagster_run_url, mlflow_model_version_url, mlflow_run_url
 from mlops_platform.serving.json_bodies import REQUEST_ID_RULE, is_request_id
@@ -42,10 +42,6 @@ def find_request(log_dir: Path, request_id: str) -> list[dict[str, Any]]:
     return sorted(found, key=lambda r: r["row"])
 
 
-def _registered_at(timestamp_ms: int) -> str:
-    return dt.datetime.fromtimestamp(timestamp_ms / 1000, dt.UTC).isoformat(timespec="seconds")
-
-
 def _model_version(settings: Settings, name: str, version: str) -> dict[str, Any]:
     client = registry(settings)
     found = client.get_model_version(name, version)
@@ -56,7 +52,7 @@ def _model_version(settings: Settings, name: str, version: str) -> dict[str, Any
         "name": name,
         "version": str(version),
         "aliases": sorted(found.aliases or []),
-        "registered_at": _registered_at(found.creation_timestamp),
+        "registered_at": utc(found.creation_timestamp / 1000),
         "registered_by": tags.get("trigger", "?"),
         "registration_reason": {
             k.removeprefix("trigger."): v for k, v in tags.items() if k.startswith("trigger.")
@@ -87,7 +83,6 @@ def _model_version(settings: Settings, name: str, version: str) -> dict[str, Any
 
 def _dagster_run(settings: Settings, run_id: str | None) -> dict[str, Any]:
     """The Dagster run that trained and registered the version, with its gate verdicts."""
-    import dagster as dg
 
     if not run_id:
         return {"run_id": None, "note": "the version names no Dagster run"}
@@ -98,33 +93,17 @@ def _dagster_run(settings: Settings, run_id: str | None) -> dict[str, Any]:
         if run is None:
             return {"run_id": run_id, "note": f"not in the Dagster instance at {instance.root_directory}"}
         record = instance.get_run_record_by_id(run_id)
-        gates = [
-            {
-                "gate": f"{e.asset_key.to_user_string()}:{e.check_name}",
-                "passed": e.passed,
-                "description": e.description or "",
-            }
-            for e in (
-                entry.dagster_event.event_specific_data
-                for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-            )
-        ]
+        gates = gates_of_run(instance, run_id)
         return {
             "run_id": run_id,
             "job": run.job_name,
             "status": run.status.value,
             "started_by": run_actor(dict(run.tags)),
-            "started_at": _timestamp(record.start_time) if record else None,
-            "ended_at": _timestamp(record.end_time) if record else None,
+            "started_at": utc(record.start_time) if record and record.start_time else None,
+            "ended_at": utc(record.end_time) if record and record.end_time else None,
             "url": dagster_run_url(settings.dagster_ui_url, run_id),
             "gates": gates,
         }
-
-
-def _timestamp(seconds: float | None) -> str | None:
-    return (
-        None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
-    )
 
 
 def _training_data(settings: Settings, mlflow_run_id: str) -> dict[str, Any]:
