@@ -10,12 +10,23 @@ non-2xx and socket errors, and the CPU seconds its whole process group used duri
   spec, a canary split (version A rolled out, then `PUT /admin/traffic` sends 10 % to version
   B), Prometheus metrics and the inference log. After the run the benchmark checks that the
   inference log grew by about the number of requests and that /metrics counts both versions.
+  Then, on the same server, requests by entity id (`{"instances": [{"record_id": id}]}`, the
+  features read from the Feast online store): wrk cycles through up to 20,000 ids the online
+  store holds (`entity_id`), then the same with a share of unknown ids whose 404s are counted
+  apart (`entity_id_unknown_10pct`). The server is then restarted on the same home and the
+  first run by id goes without any warm-up (`entity_id_first_run_after_restart`). When Redis
+  answers at 127.0.0.1:6379, the online store's records are written there (project = the
+  dataset's name, as the server reads it), a server with `MLOPS_FEAST_ONLINE_STORE=redis`
+  runs the same ids (`entity_id_redis`), and the records are deleted afterwards.
 - kserve: KServe's own Python `ModelServer` (benchmarks/peers/kserve_server.py) at its
   defaults: a few log lines per request, gRPC on, REST bound to 0.0.0.0 (KServe 0.21 has no
   option for another address; the benchmark sends traffic to 127.0.0.1 only).
 - fastapi: one bare FastAPI route, no validation, metrics or logging (benchmarks/peers/).
 - mlflow: `mlflow models serve --env-manager local --workers 2` (`/invocations`, pandas);
   slow, so its run is capped by `--mlflow-duration`.
+- feast_serve: Feast's own feature server, `feast serve --workers 2`, on the same online store
+  (and `feast_serve_redis` on the Redis copy), `POST /get-online-features` for one id a
+  request, cycling through the same ids: a lookup only, no model.
 
 The batch path is timed in-process: `ScoringModel.predict_proba` over a 1,000,000-row frame
 (Adult resampled) in 65,536-, 8,192- and 1,000-row batches, its parts, and the server's V2 path
@@ -23,11 +34,15 @@ The batch path is timed in-process: `ScoringModel.predict_proba` over a 1,000,00
 
 The model versions come from the registry under `--home` (default: a fresh temporary data
 directory); when it holds fewer than two versions, small networks are trained on Adult and
-registered first (seconds). Results go to benchmarks/results/serving.json, and a Markdown
-table to stdout. Measure on an otherwise idle machine: the JSON records, per run, the CPU
-time the rest of the machine used meanwhile (`other_cpu_seconds`).
+registered first (seconds). The runs by id need a materialized online store: a home where
+`mlops demo` ran has one; otherwise the shipped data's reference days are landed and the
+`data_pipeline` job runs over them in-process first (under a minute). Results go to `--output`
+(benchmarks/results/serving.json), and a Markdown table to stdout. Measure on an otherwise
+idle machine: the JSON records, per run, the CPU time the rest of the machine used meanwhile
+(`other_cpu_seconds`).
 
-    .venv/bin/python benchmarks/serving.py [--duration 20] [--skip mlflow] [--home DIR] [--logs DIR]
+    .venv/bin/python benchmarks/serving.py [--duration 20] [--skip mlflow] [--skip entity|redis|feast]
+        [--home DIR] [--logs DIR] [--output PATH]
 """
 
 from __future__ import annotations
@@ -46,15 +61,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psutil
 
 from mlops_platform.datasets.spec import shipped_spec_path
+from mlops_platform.feature_repo import keys
+from mlops_platform.feature_repo.definitions import ENTITY_KEY, feature_references, feature_view_name
+from mlops_platform.lib import feature_lake, warehouse
 from mlops_platform.serving.revisions import fetch_artifact
 from mlops_platform.settings import Settings
 
@@ -80,6 +100,9 @@ ROW = {
 }
 TARGET_RPS_RATIO = 1.5
 TARGET_P99_MS = 10.0
+ENTITY_TARGET_RATIO = 0.5  # requests/s by record id over requests/s with the features in the body
+ENTITY_IDS = 20_000  # at most this many record ids a run by id cycles through
+REDIS_URL = "127.0.0.1:6379"
 
 
 # -- model versions
@@ -132,6 +155,107 @@ def register_version(settings: Settings, seed: int) -> str:
         example = validation[spec.features.all].head(3).astype({n: "float64" for n in spec.features.numeric})
         logged = log_pyfunc(artifact, example)
     return str(mlflow.register_model(logged.model_uri, spec.registered_model_name).version)
+
+
+# -- the online store, and a copy of it in Redis
+
+
+def ensure_online_store(settings: Settings) -> list[str]:
+    """The days the home's online store holds. When it holds none, the shipped data's reference
+    days are landed and the `data_pipeline` job runs over them in-process first."""
+    manifest = feature_lake.manifest_path(settings.lake_dir)
+    if not feature_lake.LakeManifest.read(manifest).online:
+        import dagster as dg
+
+        from mlops_platform.definitions import build_definitions
+        from mlops_platform.defs.jobs import DATA_PIPELINE
+        from mlops_platform.lib.landing import simulate_batches
+
+        landed = simulate_batches(settings.load_spec(), settings.landing_dir, days=0, reference=True)
+        days = sorted(path.stem for path in landed)
+        print(f"no online store: running data_pipeline over {days[0]}..{days[-1]} ...", flush=True)
+        build_definitions(settings).resolve_job_def(DATA_PIPELINE).execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            tags={
+                "dagster/asset_partition_range_start": days[0],
+                "dagster/asset_partition_range_end": days[-1],
+            },
+        )
+    online = sorted(feature_lake.LakeManifest.read(manifest).online)
+    if not online:
+        raise RuntimeError(f"the online store under {settings.feast_dir} holds no day after data_pipeline")
+    return online
+
+
+def online_record_ids(settings: Settings, days: list[str], limit: int) -> list[str]:
+    """Up to `limit` record ids of the warehouse's `features` view from the days the online store
+    holds, in id order (ids are hashes: the days come mixed)."""
+    frame = warehouse.query(
+        settings.warehouse_path,
+        f"SELECT {ENTITY_KEY} FROM features WHERE strftime(ingestion_date, '%Y-%m-%d') "
+        f"IN ({', '.join('?' * len(days))}) ORDER BY {ENTITY_KEY} LIMIT ?",
+        [*days, limit],
+    )
+    return [str(rid) for rid in frame[ENTITY_KEY]]
+
+
+def redis_unavailable(settings: Settings, ids: list[str]) -> str | None:
+    """Why the Redis runs cannot be done, or None: Redis does not answer at REDIS_URL, or it holds
+    some of these records already (never overwritten, so never deleted by the benchmark)."""
+    import redis
+
+    from mlops_platform.feature_repo.lookup import redis_connection_kwargs
+
+    project = settings.load_spec().name
+    client = redis.Redis(**redis_connection_kwargs(REDIS_URL), socket_connect_timeout=1.0)
+    try:
+        client.ping()
+        held = client.exists(*[keys.redis_key(project, rid) for rid in ids])
+    except (redis.RedisError, OSError) as exc:
+        return f"Redis does not answer at {REDIS_URL} ({exc})"
+    finally:
+        client.close()
+    if held:
+        return f"Redis at {REDIS_URL} holds {held} of these records of project {project!r} already"
+    return None
+
+
+@contextlib.contextmanager
+def redis_copy(settings: Settings, days: list[str], folder: Path) -> Iterator[int]:
+    """The online days' records written to Redis with Feast under the dataset's project, as the
+    server reads them, and deleted again at exit; yields the number of records written."""
+    from mlops_platform.feature_repo import online
+    from mlops_platform.feature_repo.definitions import build_feature_repo
+    from mlops_platform.feature_repo.store import open_store
+
+    spec = settings.load_spec()
+    view = feature_view_name(spec)
+    store = open_store(spec.name, folder / "feast-redis", "redis", REDIS_URL)
+    store.apply(build_feature_repo(spec, feature_lake.features_dir(settings.lake_dir)))
+    files = [feature_lake.day_file(settings.lake_dir, day) for day in days]
+    try:
+        batch = spec.features.online_write_batch_size
+        yield sum(online.write_day(store, view, path, batch) for path in files)
+    finally:
+        online.delete_records(store, view, (rid for path in files for rid in online.record_ids(path)))
+
+
+def feast_repo(settings: Settings, folder: Path, online_store: Literal["sqlite", "redis"]) -> Path:
+    """A feature repository for `feast serve`: the home's registry and online store (or the Redis
+    copy), configured as `feature_repo.store.open_store` configures them."""
+    from mlops_platform.feature_repo.store import online_store_config
+
+    config = {
+        "project": settings.load_spec().name,
+        "provider": "local",
+        "registry": str(settings.feast_dir / "registry.db"),
+        "online_store": online_store_config(settings.feast_dir, online_store, REDIS_URL),
+        "offline_store": {"type": "file"},
+        "entity_key_serialization_version": 3,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "feature_store.yaml").write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    return folder
 
 
 # -- processes, readiness, CPU
@@ -256,6 +380,93 @@ def lua_script(folder: Path, name: str, body: dict) -> Path:
     return path
 
 
+CYCLE_LUA = """\
+-- POSTs the bodies in a file (one a line) round robin, each wrk thread from its own offset.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local threads = {}
+
+function setup(thread)
+  thread:set("index", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  requests, statuses = {}, {}
+  for line in io.lines([==[%(bodies)s]==]) do
+    requests[#requests + 1] = wrk.format(nil, nil, nil, line)
+  end
+  position = math.floor(index * #requests / %(threads)d)
+end
+
+function request()
+  position = position %% #requests + 1
+  return requests[position]
+end
+"""
+COUNT_STATUSES_LUA = """
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      io.write(string.format("status %d %d\\n", status, count))
+    end
+  end
+end
+"""
+
+
+def cycle_script(
+    folder: Path, name: str, bodies: list[str], threads: int, count_statuses: bool = False
+) -> Path:
+    """A wrk script POSTing `bodies` round robin; with `count_statuses` it also prints each
+    thread's `status <code> <count>` lines when done (wrk's own count lumps all non-2xx)."""
+    data = folder / f"{name}.bodies"
+    data.write_text("".join(f"{body}\n" for body in bodies))
+    script = folder / f"{name}.lua"
+    text = CYCLE_LUA % {"bodies": data, "threads": threads}
+    script.write_text(text + (COUNT_STATUSES_LUA if count_statuses else ""))
+    return script
+
+
+@dataclass
+class ByIdScripts:
+    """The wrk scripts of the runs by record id, and one id the online store holds."""
+
+    known: Path
+    unknown: Path
+    unknown_percent: int
+    known_id: str
+    ids: int
+
+
+def by_id_scripts(ids: list[str], args: argparse.Namespace) -> ByIdScripts:
+    """The wrk scripts of the runs by record id over `ids`: all known, then a share unknown."""
+    folder, threads = args.scratch, args.threads
+    unknown = entity_bodies(ids, args.unknown_percent / 100)
+    return ByIdScripts(
+        known=cycle_script(folder, "by_id", entity_bodies(ids), threads),
+        unknown=cycle_script(folder, "by_id_unknown", unknown, threads, count_statuses=True),
+        unknown_percent=args.unknown_percent,
+        known_id=ids[0],
+        ids=len(ids),
+    )
+
+
+def entity_bodies(ids: list[str], unknown_share: float = 0.0) -> list[str]:
+    """V1 bodies by record id, one id each; `unknown_share` of them, evenly spread, ask for ids
+    that no store holds (`unknown-<n>`)."""
+    bodies = []
+    for i, rid in enumerate(ids):
+        unknown = int((i + 1) * unknown_share) > int(i * unknown_share)
+        body = {"instances": [{ENTITY_KEY: f"unknown-{i}" if unknown else rid}]}
+        bodies.append(json.dumps(body, separators=(",", ":")))
+    return bodies
+
+
 def _milliseconds(text: str) -> float:
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
     return float(number) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
@@ -275,6 +486,11 @@ def parse_wrk(output: str) -> dict[str, Any]:
     result["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
     result["socket_errors"] = sum(int(n) for n in sockets.groups()) if sockets else 0
     result["errors"] = result["non_2xx"] + result["socket_errors"]
+    statuses = re.findall(r"^status (\d+) (\d+)$", output, re.MULTILINE)
+    if statuses:
+        result["statuses"] = {}
+        for status, count in statuses:
+            result["statuses"][status] = result["statuses"].get(status, 0) + int(count)
     return result
 
 
@@ -322,9 +538,27 @@ def measure(
     return result
 
 
-def bench_ours(
-    settings: Settings, versions: list[str], lua: Path, args: argparse.Namespace
-) -> dict[str, Any]:
+@dataclass
+class Ours:
+    """A running `mlops serve`, ready for traffic."""
+
+    server: Server
+    url: str  # the V1 predict route
+    metrics_url: str
+    traffic: list[dict[str, Any]]
+    ready_after_s: float  # from the start of the command to both workers serving the split
+
+
+@contextlib.contextmanager
+def serving_ours(
+    settings: Settings,
+    versions: list[str],
+    args: argparse.Namespace,
+    log_name: str,
+    store: Literal["sqlite", "redis"] = "sqlite",
+) -> Iterator[Ours]:
+    """`mlops serve --workers 2` on the home with `store` as its online store, ready: version A
+    rolled out, then 10 % of the traffic on version B, applied by both workers."""
     name = settings.load_spec().registered_model_name
     stable, canary = versions[-2], versions[-1]
     port = free_port()
@@ -333,10 +567,13 @@ def bench_ours(
         **os.environ,
         "MLOPS_HOME": str(settings.home),
         "MLOPS_DATASET_SPEC": str(settings.dataset_spec_path),
+        "MLOPS_FEAST_ONLINE_STORE": store,
+        "MLOPS_REDIS_URL": REDIS_URL,
     }
     command = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
     command += ["--version", stable, "--reset"]
-    with started(command, env, args.logs / "ours.log") as server:
+    begun = time.monotonic()
+    with started(command, env, args.logs / log_name) as server:
         server.wait_ready(f"{base}/v2/health/ready")
         token = (settings.serving_dir / "admin_token").read_text().strip()
         http("PUT", f"{base}/admin/traffic", {"version": canary, "canary_percent": 10}, token)
@@ -348,18 +585,64 @@ def bench_ours(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the canary split was not applied by both workers: {report}")
             time.sleep(0.2)
+        yield Ours(
+            server,
+            f"{base}/v1/models/{name}:predict",
+            f"{base}/metrics",
+            report["status"]["traffic"],
+            round(time.monotonic() - begun, 1),
+        )
+
+
+def check_by_id(url: str, known_id: str) -> None:
+    """A known id answers 200 with a prediction, an unknown one 404: else the runs would time errors."""
+    answer = http("POST", url, {"instances": [{ENTITY_KEY: known_id}]})
+    if len(answer.get("predictions", [])) != 1:
+        raise RuntimeError(f"record {known_id!r} was answered {answer}")
+    try:
+        http("POST", url, {"instances": [{ENTITY_KEY: "unknown-check"}]})
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return
+        raise
+    raise RuntimeError("an unknown record id was answered 200")
+
+
+def by_id(run: dict[str, Any], feature_dict: dict[str, Any], notes: str) -> dict[str, Any]:
+    """A run by record id with its requests/s over the feature-dict run's; when its statuses were
+    counted, the 404s (unknown ids, expected) are taken out of `errors`."""
+    if "statuses" in run:
+        run["not_found_404"] = run["statuses"].get("404", 0)
+        run["errors"] -= run["not_found_404"]
+    run["ratio_to_feature_dict_rps"] = round(run["requests_per_s"] / feature_dict["requests_per_s"], 2)
+    run["notes"] = notes
+    return run
+
+
+def bench_ours(
+    settings: Settings, versions: list[str], lua: Path, scripts: ByIdScripts | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The feature-dict run, then (with `scripts`) the runs by record id on the same server."""
+    name = settings.load_spec().registered_model_name
+    stable, canary = versions[-2], versions[-1]
+    with serving_ours(settings, versions, args, "ours.log") as ours:
+        server = ours.server
         server.wait_settled()
-        url = f"{base}/v1/models/{name}:predict"
-        warmup = wrk(url, lua, args.warmup, args)["requests"]
+        warmup = wrk(ours.url, lua, args.warmup, args)["requests"]
         time.sleep(1.5)  # the inference log's writer flushes every 0.5 s
         logged_before = count_lines(settings.inference_log_dir)
-        result = measure(server, url, lua, args.duration, args, warm=False)
+        result = measure(server, ours.url, lua, args.duration, args, warm=False)
         result["warmup_requests"] = warmup
-        metrics = http("GET", f"{base}/metrics")
-    logged = count_lines(settings.inference_log_dir) - logged_before  # after a clean stop: all flushed
+        metrics = http("GET", ours.metrics_url)
+        time.sleep(1.5)  # the measured run's records flushed too
+        logged = count_lines(settings.inference_log_dir) - logged_before
+        if scripts is not None:
+            check_by_id(ours.url, scripts.known_id)
+            known = measure(server, ours.url, scripts.known, args.duration, args)
+            unknown = measure(server, ours.url, scripts.unknown, args.duration, args)
     per_version = requests_per_version(metrics, name)
     result.update(
-        traffic_split=report["status"]["traffic"],
+        traffic_split=ours.traffic,
         inference_log_records_during_run=logged,
         inference_log_matches_requests=abs(logged - result["requests"]) <= args.connections,
         metrics_requests_per_version=per_version,
@@ -372,7 +655,78 @@ def bench_ours(
             "`connections` more may be logged); the metrics counts include the warm-up"
         ),
     )
+    if scripts is not None:
+        result["entity_id"] = by_id(
+            known,
+            result,
+            f"the same server by record id: {{'instances': [{{'record_id': id}}]}} cycling through "
+            f"{scripts.ids:,} ids the SQLite online store holds, features read from it per request batch",
+        )
+        unknown["unknown_ids_percent"] = scripts.unknown_percent
+        result[f"entity_id_unknown_{scripts.unknown_percent}pct"] = by_id(
+            unknown,
+            result,
+            f"as entity_id, {scripts.unknown_percent} % of the requests for unknown ids (`unknown-<n>`): "
+            "their 404s are expected, counted in not_found_404 and left out of errors; wrk's script reads "
+            "every response's status (a Lua call per response, wrk CPU on the same cores), which costs "
+            "this run some requests/s against entity_id",
+        )
     return result
+
+
+def bench_ours_restarted(
+    settings: Settings,
+    versions: list[str],
+    scripts: ByIdScripts,
+    feature_dict: dict[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The run by record id on a server just restarted on the same home, with no warm-up run."""
+    settled_after = settle()
+    with serving_ours(settings, versions, args, "ours_restarted.log") as ours:
+        run = measure(ours.server, ours.url, scripts.known, args.duration, args, warm=False)
+    run["ready_after_s"] = ours.ready_after_s
+    run["machine_settled_after_s"] = settled_after
+    return by_id(
+        run,
+        feature_dict,
+        "a new `mlops serve` on the same home (started once the previous server's exit had been "
+        "written to disk and the machine was idle), the same canary split applied by both workers, "
+        "then entity_id's run at once: no warm-up run, no request before it",
+    )
+
+
+def settle(idle_cores: float = 0.1, timeout: float = 60.0) -> float:
+    """Flush the page cache's dirty pages (the stopped server's inference log) and wait until the
+    machine is idle for a second; returns the seconds waited."""
+    begun = time.monotonic()
+    os.sync()
+    while time.monotonic() - begun < timeout:
+        before = machine_busy_seconds()
+        time.sleep(1.0)
+        if machine_busy_seconds() - before < idle_cores:
+            break
+    return round(time.monotonic() - begun, 1)
+
+
+def bench_ours_redis(
+    settings: Settings,
+    versions: list[str],
+    scripts: ByIdScripts,
+    feature_dict: dict[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """The run by record id on a server whose online store is the Redis copy."""
+    with serving_ours(settings, versions, args, "ours_redis.log", store="redis") as ours:
+        ours.server.wait_settled()
+        check_by_id(ours.url, scripts.known_id)
+        run = measure(ours.server, ours.url, scripts.known, args.duration, args)
+    return by_id(
+        run,
+        feature_dict,
+        f"entity_id's run on `mlops serve` with MLOPS_FEAST_ONLINE_STORE=redis ({REDIS_URL}, the "
+        "online store's records written there with Feast's write_to_online_store)",
+    )
 
 
 def count_lines(folder: Path) -> int:
@@ -452,6 +806,47 @@ def bench_mlflow(settings: Settings, version: str, lua: Path, args: argparse.Nam
         result = measure(server, f"http://127.0.0.1:{port}/invocations", lua, seconds, args)
     result["notes"] = (
         f"mlflow models serve --env-manager local --workers 2 on 127.0.0.1 ({seconds} s run: it is slow)"
+    )
+    return result
+
+
+def feast_bodies(settings: Settings, ids: list[str]) -> list[str]:
+    """`/get-online-features` bodies asking for one record's features each."""
+    references = feature_references(settings.load_spec())
+    return [
+        json.dumps({"features": references, "entities": {ENTITY_KEY: [rid]}}, separators=(",", ":"))
+        for rid in ids
+    ]
+
+
+def bench_feast_serve(
+    settings: Settings,
+    store: Literal["sqlite", "redis"],
+    script: Path,
+    known_id: str,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """`feast serve --workers 2` on the home's registry and the `store` online store, one record a
+    request."""
+    repo = feast_repo(settings, args.scratch / f"feast-serve-{store}", store)
+    port = free_port()
+    command = [str(BIN / "feast"), "-c", str(repo), "serve", "-h", "127.0.0.1", "-p", str(port)]
+    command += ["--workers", "2", "--no-access-log", "--max-requests", "0"]
+    url = f"http://127.0.0.1:{port}/get-online-features"
+    with started(command, dict(os.environ), args.logs / f"feast_serve_{store}.log") as server:
+        server.wait_ready(f"http://127.0.0.1:{port}/health")
+        server.wait_settled()
+        answer = http("POST", url, json.loads(feast_bodies(settings, [known_id])[0]))
+        names = answer["metadata"]["feature_names"]
+        values = {n: r["values"][0] for n, r in zip(names, answer["results"], strict=True) if n != ENTITY_KEY}
+        if all(v is None for v in values.values()):
+            raise RuntimeError(f"feast serve found no feature of record {known_id!r}: {answer}")
+        result = measure(server, url, script, args.duration, args)
+    result["notes"] = (
+        f"Feast {version('feast')} `feast serve --workers 2 --no-access-log --max-requests 0` on "
+        f"127.0.0.1, {store} online store (the same records): POST /get-online-features for one record "
+        "id a request, cycling through the same ids; a lookup only, no model; worker recycling off "
+        "(its default restarts a worker every ~1,000 requests)"
     )
     return result
 
@@ -548,23 +943,67 @@ def batch_path(settings: Settings, artifact: Path, rows: int = 1_000_000) -> dic
 # -- report
 
 
+SERVER_LABELS = {
+    "ours": "`mlops serve` (validation, canary, metrics, inference log)",
+    "kserve": "KServe 0.21 `ModelServer` (defaults)",
+    "fastapi": "bare FastAPI route (no validation, metrics or log)",
+    "mlflow": "`mlflow models serve`",
+    "feast_serve": "`feast serve` /get-online-features (SQLite; a lookup, no model)",
+    "feast_serve_redis": "`feast serve` /get-online-features (Redis; a lookup, no model)",
+}
+BY_ID_LABELS = {
+    "entity_id": "`mlops serve`, by record id (SQLite)",
+    "entity_id_first_run_after_restart": "`mlops serve`, by record id (SQLite), first run after a restart",
+    "entity_id_redis": "`mlops serve`, by record id (Redis)",
+}
+
+
 def markdown_table(servers: dict[str, dict[str, Any]]) -> str:
     lines = [
         "| server | requests/s | p50 ms | p90 ms | p99 ms | errors | CPU ms / 1k requests |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    labels = {
-        "ours": "`mlops serve` (validation, canary, metrics, inference log)",
-        "kserve": "KServe 0.21 `ModelServer` (defaults)",
-        "fastapi": "bare FastAPI route (no validation, metrics or log)",
-        "mlflow": "`mlflow models serve`",
-    }
+    rows = []
     for key, r in servers.items():
+        rows.append((SERVER_LABELS[key], r))
+        for run_key, run in r.items():
+            if run_key.startswith("entity_id"):
+                label = BY_ID_LABELS.get(run_key)
+                percent = run.get("unknown_ids_percent")
+                rows.append((label or f"{BY_ID_LABELS['entity_id']}, {percent} % unknown ids", run))
+    for label, r in rows:
+        errors = f"{r['errors']}" + (f" (+{r['not_found_404']:,} 404s)" if "not_found_404" in r else "")
         lines.append(
-            f"| {labels[key]} | {r['requests_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} "
-            f"| {r['p99_ms']:.2f} | {r['errors']} | {r['cpu_ms_per_1k_requests']:,.0f} |"
+            f"| {label} | {r['requests_per_s']:,.0f} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} "
+            f"| {r['p99_ms']:.2f} | {errors} | {r['cpu_ms_per_1k_requests']:,.0f} |"
         )
     return "\n".join(lines)
+
+
+def entity_target(ours: dict[str, Any], feast: dict[str, Any] | None) -> dict[str, Any]:
+    """The target of the runs by record id: the steady run at least ENTITY_TARGET_RATIO of the
+    feature-dict run's requests/s and faster than `feast serve`, it and the first run after a
+    restart within TARGET_P99_MS at p99, neither with an error."""
+    steady, first = ours["entity_id"], ours["entity_id_first_run_after_restart"]
+    checks = {
+        "ratio_to_feature_dict_met": steady["ratio_to_feature_dict_rps"] >= ENTITY_TARGET_RATIO,
+        "p99_met": steady["p99_ms"] <= TARGET_P99_MS,
+        "first_run_after_restart_p99_met": first["p99_ms"] <= TARGET_P99_MS,
+        "no_errors": steady["errors"] == 0 and first["errors"] == 0,
+        # None when `feast serve` was skipped: then the target is not evaluated
+        "faster_than_feast_serve": None
+        if feast is None
+        else steady["requests_per_s"] > feast["requests_per_s"],
+    }
+    return {
+        "target_ratio_to_feature_dict": ENTITY_TARGET_RATIO,
+        "target_p99_ms": TARGET_P99_MS,
+        "ratio_to_feature_dict": steady["ratio_to_feature_dict_rps"],
+        "p99_ms": steady["p99_ms"],
+        "first_run_after_restart_p99_ms": first["p99_ms"],
+        **checks,
+        "met": None if None in checks.values() else all(checks.values()),
+    }
 
 
 def batch_summary(batch: dict[str, Any]) -> str:
@@ -600,12 +1039,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="seconds of wrk before each measured run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--skip", action="append", default=[], choices=[*SERVERS, "batch"])
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=[*SERVERS, "entity", "redis", "feast", "batch"],
+        help="leave out a server, the runs by record id (entity), the Redis runs, feast serve or batch",
+    )
+    parser.add_argument("--unknown-percent", type=int, default=10, help="unknown ids in the second run by id")
     parser.add_argument("--home", type=Path, help="data directory with the registry (default: a fresh one)")
     parser.add_argument("--logs", type=Path, help="keep the servers' logs here (default: discarded)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"the JSON results (default: {RESULTS})")
     args = parser.parse_args()
+    by_id_runs = "ours" not in args.skip and "entity" not in args.skip
+    feast_runs = "feast" not in args.skip
 
-    with tempfile.TemporaryDirectory(prefix="serving-bench-") as scratch:
+    # the Redis copy is deleted (ExitStack) before the scratch folder that holds its registry
+    with tempfile.TemporaryDirectory(prefix="serving-bench-") as scratch, contextlib.ExitStack() as stack:
         args.scratch = Path(scratch)
         args.logs = args.logs or args.scratch
         args.logs.mkdir(parents=True, exist_ok=True)
@@ -617,38 +1067,78 @@ def main() -> None:
         v1 = lua_script(args.scratch, "v1", {"instances": [ROW]})
         records = lua_script(args.scratch, "records", {"dataframe_records": [ROW]})
 
+        ids: list[str] = []
+        redis: dict[str, Any] = {}
+        if by_id_runs or feast_runs:
+            days = ensure_online_store(settings)
+            ids = online_record_ids(settings, days, ENTITY_IDS)
+            skipped = "--skip redis" if "redis" in args.skip else redis_unavailable(settings, ids)
+            if skipped is None:
+                print(f"writing the online store's records to Redis at {REDIS_URL} ...", flush=True)
+                redis = {
+                    "url": REDIS_URL,
+                    "records_written": stack.enter_context(redis_copy(settings, days, args.scratch)),
+                }
+            else:
+                redis = {"skipped": skipped}
+        scripts = by_id_scripts(ids, args) if by_id_runs else None
+
         servers: dict[str, dict[str, Any]] = {}
         for key in SERVERS:
             if key in args.skip:
                 continue
             print(f"benchmarking {key} ...", flush=True)
             if key == "ours":
-                servers[key] = bench_ours(settings, versions, v1, args)
+                servers[key] = bench_ours(settings, versions, v1, scripts, args)
             elif key == "kserve":
                 servers[key] = bench_kserve(name, artifact, v1, args)
             elif key == "fastapi":
                 servers[key] = bench_fastapi(name, artifact, v1, args)
             else:
                 servers[key] = bench_mlflow(settings, versions[-2], records, args)
+            if key == "ours" and scripts:
+                print("benchmarking ours, restarted ...", flush=True)
+                ours = servers[key]
+                ours["entity_id_first_run_after_restart"] = bench_ours_restarted(
+                    settings, versions, scripts, ours, args
+                )
+                if "url" in redis:
+                    print("benchmarking ours on Redis ...", flush=True)
+                    ours["entity_id_redis"] = bench_ours_redis(settings, versions, scripts, ours, args)
+        if feast_runs:
+            feast_script = cycle_script(args.scratch, "feast", feast_bodies(settings, ids), args.threads)
+            for store in ("sqlite", "redis") if "url" in redis else ("sqlite",):
+                key = "feast_serve" if store == "sqlite" else "feast_serve_redis"
+                print(f"benchmarking {key} ...", flush=True)
+                servers[key] = bench_feast_serve(settings, store, feast_script, ids[0], args)
         batch = None if "batch" in args.skip else batch_path(settings, artifact)
 
     ours = servers.get("ours")
     kserve = servers.get("kserve")
+    load = {
+        "tool": "wrk",
+        "threads": args.threads,
+        "connections": args.connections,
+        "warmup_s": args.warmup,
+        "request": "one Adult row, V1 {'instances': [row]} (mlflow: {'dataframe_records': [row]})",
+        "note": "wrk runs on the same cores as the servers",
+    }
+    if ids:
+        load["entity_request"] = (
+            "V1 {'instances': [{'record_id': id}]} (feast serve: {'features': [...], 'entities': "
+            f"{{'record_id': [id]}}}}), round robin over {len(ids):,} record ids the online store holds, "
+            "each wrk thread from its own offset"
+        )
     result: dict[str, Any] = {
         "benchmark": "online serving, single-row requests over loopback",
         "date": dt.date.today().isoformat(),
         "machine": machine(),
-        "load": {
-            "tool": "wrk",
-            "threads": args.threads,
-            "connections": args.connections,
-            "warmup_s": args.warmup,
-            "request": "one Adult row, V1 {'instances': [row]} (mlflow: {'dataframe_records': [row]})",
-            "note": "wrk runs on the same cores as the servers",
-        },
+        "load": load,
         "model": {"name": name, "versions": versions, "peers_serve_version": versions[-2]},
         "servers": servers,
     }
+    if redis:
+        result["redis"] = redis
     for peer in ("kserve", "mlflow", "fastapi"):
         if ours and peer in servers:
             result[f"ours_vs_{peer}_rps"] = round(ours["requests_per_s"] / servers[peer]["requests_per_s"], 2)
@@ -658,10 +1148,17 @@ def main() -> None:
             "target_p99_ms": TARGET_P99_MS,
             "met": result["ours_vs_kserve_rps"] >= TARGET_RPS_RATIO and ours["p99_ms"] <= TARGET_P99_MS,
         }
+    if ours and "entity_id" in ours:
+        result["entity_id_vs_feature_dict_rps"] = ours["entity_id"]["ratio_to_feature_dict_rps"]
+        for peer, run in (("feast_serve", "entity_id"), ("feast_serve_redis", "entity_id_redis")):
+            if peer in servers and run in ours:
+                rps = ours[run]["requests_per_s"] / servers[peer]["requests_per_s"]
+                result[f"{run}_vs_{peer}_rps"] = round(rps, 2)
+        result["entity_target"] = entity_target(ours, servers.get("feast_serve"))
     if batch:
         result["batch_path"] = batch
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print()
     print(markdown_table(servers))

@@ -530,9 +530,10 @@ async def main():
     transport = httpx.ASGITransport(app=config.loaded_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://worker") as client:
         answer = await client.post(sys.argv[1], json={"instances": [json.loads(sys.argv[2])]})
+        by_id = await client.post(sys.argv[1], json={"instances": [{"record_id": "r-1"}]})
     await lifespan.shutdown()
     print(json.dumps({"status": answer.status_code, "version": answer.headers.get("x-model-version"),
-                      "modules": sorted(sys.modules)}))
+                      "by_id": by_id.status_code, "modules": sorted(sys.modules)}))
 
 
 asyncio.run(main())
@@ -540,8 +541,8 @@ asyncio.run(main())
 
 
 def test_a_server_worker_never_imports_dagster(tmp_path, model_registry):
-    """`mlops serve`'s launcher and a worker, up to a scored request, load no Dagster, no
-    definitions and no Feast (only an entity lookup opens the feature store)."""
+    """`mlops serve`'s launcher and a worker, up to a scored request and a lookup by record id
+    (a 404: no store yet), load no Dagster, no definitions and no Feast."""
     settings = Settings(
         home=tmp_path / "home",
         dataset_spec_path=model_registry.dataset_spec_path,
@@ -556,7 +557,7 @@ def test_a_server_worker_never_imports_dagster(tmp_path, model_registry):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.splitlines()[-1])
-    assert result["status"] == 200 and result["version"] == "1"
+    assert result["status"] == 200 and result["version"] == "1" and result["by_id"] == 404
     modules = result["modules"]
     assert "mlops_platform.serving.app" in modules and "mlops_platform.cli" in modules
     forbidden = [

@@ -7,12 +7,11 @@ SQLite `_write_sqlite` writes the same rows Feast would (one per record and feat
 serialized entity key, the serialized value, its text, the event time) with the values
 encoded per column; `test_online_store.py` proves both paths leave identical tables.
 Feast has no call to delete single entities; `delete_records` removes them the way each
-online store keys them, using Feast's own key functions of the pinned version.
+online store keys them (`keys`, checked against Feast's own key functions).
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from mlops_platform.feature_repo import keys
 from mlops_platform.feature_repo.definitions import ENTITY_KEY, TIMESTAMP_FIELD
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def _write_sqlite(store: FeatureStore, view_name: str, frame: pd.DataFrame) -> N
     config = store.config
     view = store.get_feature_view(view_name)
     table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
-    keys = _entity_keys([str(r) for r in frame[ENTITY_KEY]], config.entity_key_serialization_version)
+    entity_keys = _entity_keys([str(r) for r in frame[ENTITY_KEY]], config.entity_key_serialization_version)
     # Feast binds a naive UTC datetime through its sqlite3 adapter, `int(val.timestamp())`
     naive = pd.to_datetime(frame[TIMESTAMP_FIELD], utc=True).dt.tz_localize(None).to_numpy("datetime64[us]")
     times = [int(t.timestamp()) for t in naive.tolist()]  # .tolist(): datetime.datetime objects
@@ -111,8 +111,8 @@ def _write_sqlite(store: FeatureStore, view_name: str, frame: pd.DataFrame) -> N
     names = sorted(encoded)
     # in key order, so B-tree pages are touched once
     rows = [
-        (keys[i], name, encoded[name][0][i], encoded[name][1][i], times[i], None)
-        for i in sorted(range(len(keys)), key=keys.__getitem__)
+        (entity_keys[i], name, encoded[name][0][i], encoded[name][1][i], times[i], None)
+        for i in sorted(range(len(entity_keys)), key=entity_keys.__getitem__)
         for name in names
     ]
     conn = store._get_provider().online_store._get_conn(config)
@@ -127,24 +127,16 @@ def _write_sqlite(store: FeatureStore, view_name: str, frame: pd.DataFrame) -> N
 
 
 def _entity_keys(ids: list[str], version: int) -> list[bytes]:
-    """Feast's serialized entity key of each record id.
-
-    Feast's serialization of a one-string key ends with the string's byte length and bytes, so
-    every key is Feast's own serialization of the empty id with those appended; the first id
-    is checked against Feast, so a change of format in another Feast fails loudly.
-    """
+    """Feast's serialized entity key of each record id (`keys.entity_key`); the first is checked
+    against Feast's own serialization, so a change of format in another Feast fails loudly."""
     from feast.infra.key_encoding_utils import serialize_entity_key
 
-    empty = serialize_entity_key(_entity_key(""), entity_key_serialization_version=version)
-    if not empty.endswith(struct.pack("<I", 0)):
-        raise RuntimeError(f"Feast's entity key serialization (version {version}) is not the one expected")
-    head = empty[:-4]
-    keys = [head + struct.pack("<I", len(raw)) + raw for raw in (rid.encode("utf8") for rid in ids)]
-    if keys and keys[0] != serialize_entity_key(
+    encoded = [keys.entity_key(rid) for rid in ids]
+    if encoded and encoded[0] != serialize_entity_key(
         _entity_key(ids[0]), entity_key_serialization_version=version
     ):
         raise RuntimeError(f"Feast's entity key serialization (version {version}) is not the one expected")
-    return keys
+    return encoded
 
 
 def can_clear(store: FeatureStore) -> bool:
@@ -186,7 +178,7 @@ def _chunks(values: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def delete_records(store: FeatureStore, view_name: str, ids: Iterable[str]) -> int:
     """Delete the online rows of these record ids from the view; returns the ids asked for."""
-    from feast.infra.online_stores.helpers import _redis_key, compute_table_id
+    from feast.infra.online_stores.helpers import compute_table_id
 
     config = store.config
     online = store._get_provider().online_store
@@ -197,7 +189,7 @@ def delete_records(store: FeatureStore, view_name: str, ids: Iterable[str]) -> i
     if config.online_store.type == "redis":
         client = online._get_client(config.online_store)
         for chunk in _chunks(ids, DELETE_BATCH):
-            client.delete(*[_redis_key(config.project, _entity_key(rid), version) for rid in chunk])
+            client.delete(*[keys.redis_key(config.project, rid) for rid in chunk])
             asked += len(chunk)
         return asked
     conn = online._get_conn(config)

@@ -255,7 +255,8 @@ def create_app(settings: Settings | None = None) -> InferenceRoutes:
         server_metrics.for_version,
     )
     router = TrafficRouter(store, name, load)
-    scorer = Scorer(name, validator, router, OnlineFeatures(settings, spec, validator), server_metrics)
+    features = OnlineFeatures(settings, spec, validator)
+    scorer = Scorer(name, validator, router, features, server_metrics)
     admin = AdminApi(store, token, settings.tracking_uri, router)
 
     @contextlib.asynccontextmanager
@@ -268,6 +269,7 @@ def create_app(settings: Settings | None = None) -> InferenceRoutes:
         routes.access = access = AccessLog()
         store.roll_back_orphan(at_startup=False)  # a dead owner or an expired lease: before serving
         router.refresh()
+        await features.warm()  # the online store open before the first request by id
         # Everything loaded so far (torch, pandas, the models) lives as long as the worker: keep it
         # out of the cyclic collector's scans, which otherwise stall requests for milliseconds.
         gc.collect()
@@ -281,6 +283,7 @@ def create_app(settings: Settings | None = None) -> InferenceRoutes:
                 await task
             writer.close()
             access.close()
+            await features.close()
             store.forget_worker(os.getpid())
             log.info("inference log flushed: %d records written by worker %d", writer.written, os.getpid())
 

@@ -1,77 +1,168 @@
-"""Entity lookups: requests that send only entity ids are scored on the Feast online store's features.
+"""Entity lookups: requests that send only record ids are scored on the online store's features.
 
-Feast is imported and the store opened on the first such request, so a server that never sees
-one never loads Feast.
+The record ids of every request waiting in a worker are read in one batch (one SQLite query or
+one Redis pipeline, `feature_repo.lookup`), the way `MicroBatcher` shares a model call: while a
+read is in flight, new requests queue, and the next read takes them all. Each request then gets
+its own answer: its rows, a 404 naming its first unknown id, or a 503 when the store does not
+answer (the same for every request of that read). The store is opened, and one lookup made, when
+the worker starts (`warm`), so the first requests after a restart pay no connection cost.
+
+After a failed read the store is not asked again for `RETRY_AFTER_S`: while it is down,
+requests by id get their 503 at once instead of each waiting for a connection timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
+import logging
+import time
 from typing import Any
 
 from mlops_platform.datasets.spec import DatasetSpec
+from mlops_platform.feature_repo.definitions import ENTITY_KEY, feature_view_name
+from mlops_platform.feature_repo.lookup import (
+    RedisLookup,
+    SqliteLookup,
+    StoreBusy,
+    StoreNotMaterialized,
+    StoreUnavailable,
+)
 from mlops_platform.serving.validation import FeatureBatch, InvalidRequest, RequestValidator
 from mlops_platform.settings import Settings
 
+log = logging.getLogger("mlops_platform.serving")
+
+RETRY_AFTER_S = 1.0
+SQLITE_WAIT_S = 2.0  # longest wait for a materialization's write lock before a 503
+_Found = dict[str, list[Any]]
+
 
 class OnlineFeatures:
-    """The online store of one dataset's features, read as validated rows."""
+    """The online store of one dataset's features, read in batches as validated rows."""
 
     def __init__(self, settings: Settings, spec: DatasetSpec, validator: RequestValidator) -> None:
-        self.settings = settings
-        self.spec = spec
         self.validator = validator
-        self._store: Any = None
-        self._lock = asyncio.Lock()
+        self.store = settings.feast_online_store
+        view = feature_view_name(spec)
+        if self.store == "redis":
+            self._redis: RedisLookup | None = RedisLookup(
+                settings.redis_url, spec.name, view, validator.names
+            )
+            self._sqlite: SqliteLookup | None = None
+        else:
+            self._redis = None
+            self._sqlite = SqliteLookup(
+                settings.feast_dir / "online_store.db", spec.name, view, validator.names
+            )
+        # where a read waits for a materialization's write lock (`_read_sqlite`)
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._waiting: list[tuple[list[str], asyncio.Future[_Found]]] = []
+        self._reading = False
+        self._drainer: asyncio.Task | None = None
+        self._down_until = 0.0
+        self._down: LookupError | None = None
+        self.reads = 0  # batches read (for tests and benchmarks)
+
+    async def warm(self) -> None:
+        """Open the store and make one lookup; a store that is not there yet is not an error."""
+        try:
+            await self._read(["warm-up"])
+        except LookupError as exc:
+            log.info("online store not ready at start (requests by id will retry): %s", exc)
+        self._down_until, self._down = 0.0, None
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.close()
+        if self._sqlite is not None:
+            self._sqlite.close()
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)
 
     async def batch(self, entity_ids: list[str]) -> FeatureBatch:
-        """Read the entities' features from the Feast online store, then validate them like a
-        request; InvalidRequest (404) for an unknown entity, LookupError when the store does not answer."""
-        from mlops_platform.feature_repo.definitions import ENTITY_KEY, feature_references
-
-        try:
-            store = await self._open()
-            found = await asyncio.to_thread(
-                lambda: store.get_online_features(
-                    features=feature_references(self.spec),
-                    entity_rows=[{ENTITY_KEY: e} for e in entity_ids],
-                ).to_dict()
-            )
-        except Exception as exc:
-            if type(exc).__name__ in ("FeatureViewNotFoundException", "ProjectNotFoundException"):
-                raise InvalidRequest(
-                    f"instances[0].{ENTITY_KEY}",
-                    "the online store has no features for this model yet (materialize the "
-                    "feature_store asset), so no entity is found: send feature values instead",
-                    404,
-                ) from None
-            # the store (Redis, SQLite) does not answer
-            raise LookupError(
-                f"the online feature store cannot answer entity lookups ({type(exc).__name__}: "
-                f"{str(exc)[:200]}): materialize the feature_store asset, or send feature values"
-            ) from None
-        instances = []
+        """The entities' stored features as a validated batch: InvalidRequest (404) naming the first
+        unknown id, LookupError (a 503) when the store does not answer."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Found] = loop.create_future()
+        self._waiting.append((entity_ids, future))
+        if not self._reading:
+            self._reading = True
+            self._drainer = loop.create_task(self._drain())
+        found = await future
+        rows = []
         for i, entity in enumerate(entity_ids):
-            row = {name: found[name][i] for name in self.validator.names}
-            if all(value is None for value in row.values()):
+            row = found.get(entity)
+            if row is None:
                 raise InvalidRequest(
                     f"instances[{i}].{ENTITY_KEY}", f"{entity!r} is not in the online store", 404
                 )
-            instances.append(row)
-        batch = self.validator.v1_batch(instances)
+            rows.append(row)
+        batch = self.validator.stored_batch(rows, entity_ids)
         batch.entity_ids = entity_ids
         return batch
 
-    async def _open(self) -> Any:
-        async with self._lock:
-            if self._store is None:
-                from mlops_platform.feature_repo.store import open_store
+    async def _drain(self) -> None:
+        """Read the waiting requests' ids, one batch at a time, until none wait."""
+        try:
+            while self._waiting:
+                waiting, self._waiting = self._waiting, []
+                ids = list(dict.fromkeys(e for entity_ids, _ in waiting for e in entity_ids))
+                try:
+                    found = await self._read(ids)
+                except Exception as exc:  # answered per request; never lost
+                    for _, future in waiting:
+                        if not future.done():
+                            future.set_exception(_as_answer(exc))
+                    continue
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_result(found)
+        finally:
+            self._reading = False
 
-                self._store = await asyncio.to_thread(
-                    open_store,
-                    self.spec.name,
-                    self.settings.feast_dir,
-                    self.settings.feast_online_store,
-                    self.settings.redis_url,
-                )
-        return self._store
+    async def _read(self, ids: list[str]) -> _Found:
+        now = time.monotonic()
+        if now < self._down_until and self._down is not None:
+            raise self._down
+        try:
+            if self._redis is not None:
+                found = await self._redis.read(ids)
+            else:
+                found = await self._read_sqlite(ids)
+        except StoreUnavailable as exc:
+            self._down_until, self._down = time.monotonic() + RETRY_AFTER_S, exc
+            raise
+        self.reads += 1
+        return found
+
+    async def _read_sqlite(self, ids: list[str]) -> _Found:
+        """Read on the event loop (a batch takes microseconds) unless a writer holds the lock;
+        then wait for it, up to `SQLITE_WAIT_S`, on the store's own thread, never on the loop."""
+        assert self._sqlite is not None
+        try:
+            return self._sqlite.read(ids)
+        except StoreBusy:
+            if self._thread is None:
+                self._thread = concurrent.futures.ThreadPoolExecutor(1, "online-store")
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, functools.partial(self._sqlite.read, ids, SQLITE_WAIT_S)
+            )
+
+
+def _as_answer(exc: Exception) -> Exception:
+    """What a request whose read failed is answered with (InvalidRequest 404, or LookupError 503)."""
+    if isinstance(exc, StoreNotMaterialized):
+        return InvalidRequest(
+            f"instances[0].{ENTITY_KEY}",
+            "the online store has no features for this model yet (materialize the feature_store "
+            "asset), so no entity is found: send feature values instead",
+            404,
+        )
+    if isinstance(exc, LookupError):
+        return LookupError(
+            f"the online feature store cannot answer entity lookups ({exc}): send feature values, "
+            "or retry when the store is back"
+        )
+    return exc

@@ -137,6 +137,18 @@ class Revision:
                 torch.from_numpy(batch.numeric), torch.from_numpy(indices)
             ).numpy()
 
+    def warm_up(self) -> None:
+        """Score a few made-up batches: TorchScript profiles and optimizes a module on its first
+        calls (tens of milliseconds each), which must not be a served request's wait."""
+        numeric, categorical = len(self.model.encoder.numeric), len(self.lookups)
+        for rows in (1, 8, 1, 32, 1, 8):
+            batch = FeatureBatch(
+                numeric=np.zeros((rows, numeric), dtype=np.float32),
+                categorical=[[None] * rows for _ in range(categorical)],
+                rows=rows,
+            )
+            self.predict_proba(batch)
+
 
 def load_revision(model_name: str, version: str, artifact: Path) -> Revision:
     return Revision(model_name=model_name, version=str(version), model=load_artifact(artifact))
@@ -158,5 +170,6 @@ class RevisionLoader:
         artifact = fetch_artifact(self.tracking_uri, self.model_name, version, self.cache_dir)
         revision = load_revision(self.model_name, version, artifact)
         revision.check_features(self.numeric, self.categorical)
+        revision.warm_up()
         revision.instruments = self.instruments(self.model_name, version)
         return revision

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mlops_platform.datasets.spec import ColumnSpec, DatasetSpec, is_integer_code
+from mlops_platform.lib.preprocessing import MISSING_CATEGORY
 
 ENTITY_FIELD = "record_id"  # the Feast entity key: an instance may carry only this
 V2_NUMERIC_TYPES = frozenset(
@@ -193,6 +194,32 @@ class RequestValidator:
                 raise InvalidRequest(f"instances[{i}].{ENTITY_FIELD}", "must be a non-empty string")
             ids.append(value)
         return ids
+
+    def stored_batch(self, rows: list[list[Any]], entity_ids: list[str]) -> FeatureBatch:
+        """Rows read from the online store (values in `names` order), checked like a request's.
+
+        The `features` model stores a missing category as `MISSING_CATEGORY`; here it is the
+        missing value it stands for. A stored value the spec refuses is a 422 naming the record.
+        """
+        numeric = np.empty((len(rows), len(self._numeric)), dtype=np.float32)
+        categorical: list[list[str | None]] = [[] for _ in self._categorical]
+        offset = len(self._numeric)
+        for i, row in enumerate(rows):
+            try:
+                for j, column in enumerate(self._numeric):
+                    numeric[i, j] = column.numeric(row[j], column.name)
+                for j, column in enumerate(self._categorical):
+                    value = row[offset + j]
+                    categorical[j].append(
+                        column.categorical(None if value == MISSING_CATEGORY else value, column.name)
+                    )
+            except InvalidRequest as exc:
+                raise InvalidRequest(
+                    f"instances[{i}].{ENTITY_FIELD}",
+                    f"the online store's {exc.field} of {entity_ids[i]!r} is refused by the dataset spec "
+                    f"({exc.problem}): send feature values instead",
+                ) from None
+        return FeatureBatch(numeric=numeric, categorical=categorical, rows=len(rows))
 
     def v1_batch(self, instances: list[Any]) -> FeatureBatch:
         numeric = np.empty((len(instances), len(self._numeric)), dtype=np.float32)
