@@ -251,7 +251,7 @@ def feast_repo(settings: Settings, folder: Path, online_store: Literal["sqlite",
         "registry": str(settings.feast_dir / "registry.db"),
         "online_store": online_store_config(settings.feast_dir, online_store, REDIS_URL),
         "offline_store": {"type": "file"},
-        "entity_key_serialization_version": 3,
+        "entity_key_serialization_version": keys.KEY_SERIALIZATION_VERSION,
     }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "feature_store.yaml").write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML

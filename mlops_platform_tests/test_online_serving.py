@@ -88,6 +88,10 @@ def test_every_stored_record_scores_by_id_as_by_its_features(sqlite_server, land
     dicts = [p for answer in by_features for p in _probabilities(answer)]
     assert len(ids) == len(records)
     np.testing.assert_allclose(ids, dicts, rtol=0, atol=1e-6)
+    # all in one request, one id twice: read off the event loop, in SQLite statements of 900 ids
+    every = [{"record_id": r} for r in records["record_id"]] + [{"record_id": records["record_id"][0]}]
+    at_once = _probabilities(httpx.post(url, json={"instances": every}, timeout=60))
+    np.testing.assert_allclose(at_once, [*dicts, dicts[0]], rtol=0, atol=1e-6)
 
 
 def test_known_and_unknown_ids_read_together_each_get_their_own_answer(
@@ -284,16 +288,30 @@ def test_concurrent_lookups_share_one_read(tmp_path, landed_home, model_registry
         redis_url=f"127.0.0.1:{free_port()}",
     )
 
-    async def unreachable() -> list:
+    async def unreachable() -> tuple[list, list, int]:
         features = OnlineFeatures(nowhere, spec, validator)
         await features.warm()  # logs, does not raise
+        assert features._redis is not None
+        attempts = 0
+        read = features._redis.read
+
+        async def counted(ids: list[str]) -> dict:
+            nonlocal attempts
+            attempts += 1
+            return await read(ids)
+
+        features._redis.read = counted  # type: ignore[method-assign]
         try:
-            return await asyncio.gather(*(features.batch([rid]) for rid in ids[:5]), return_exceptions=True)
+            first = await asyncio.gather(*(features.batch([rid]) for rid in ids[:5]), return_exceptions=True)
+            again = await asyncio.gather(*(features.batch([rid]) for rid in ids[5:9]), return_exceptions=True)
+            return first, again, attempts
         finally:
             await features.close()
 
-    failed = asyncio.run(unreachable())
-    assert all(type(f) is LookupError and "cannot answer entity lookups" in str(f) for f in failed), failed
+    first, again, attempts = asyncio.run(unreachable())
+    for failed in (*first, *again):
+        assert type(failed) is LookupError and "cannot answer entity lookups" in str(failed), failed
+    assert attempts == 1  # one read for the five waiting together; within a second, none
 
 
 async def _one_batch(settings: Settings, validator, ids: list[str]):
@@ -316,7 +334,7 @@ def test_a_write_lock_stalls_lookups_not_the_event_loop(tmp_path, landed_home, m
     from mlops_platform.serving.online_features import OnlineFeatures
     from mlops_platform.serving.validation import RequestValidator
 
-    monkeypatch.setattr(online_features, "SQLITE_WAIT_S", 0.6)
+    monkeypatch.setattr(online_features, "SQLITE_WAIT_S", 1.5)
     settings = _home(tmp_path, landed_home, model_registry)
     spec = settings.load_spec()
     rid = _records(landed_home, []).record_id[0]
@@ -326,14 +344,15 @@ def test_a_write_lock_stalls_lookups_not_the_event_loop(tmp_path, landed_home, m
         features = OnlineFeatures(settings, spec, RequestValidator(spec, max_rows=10))
         await features.warm()
         writer.execute("BEGIN EXCLUSIVE")
-        ticks = 0
+        gaps = [0.0]
 
         async def tick() -> None:
-            nonlocal ticks
-            end = time.monotonic() + hold_s + 0.2
-            while time.monotonic() < end:
+            end = last = time.monotonic()
+            end += hold_s + 0.2
+            while last < end:
                 await asyncio.sleep(0.01)
-                ticks += 1
+                gaps.append(time.monotonic() - last)
+                last = time.monotonic()
 
         async def release() -> None:
             await asyncio.sleep(hold_s)
@@ -341,10 +360,11 @@ def test_a_write_lock_stalls_lookups_not_the_event_loop(tmp_path, landed_home, m
 
         answer, *_ = await asyncio.gather(features.batch([rid]), tick(), release(), return_exceptions=True)
         await features.close()
-        return answer, ticks
+        return answer, max(gaps)
 
-    answer, ticks = asyncio.run(lookup_while_locked(0.3))
-    assert answer.entity_ids == [rid] and ticks > 10  # the loop ran while the read waited
-    answer, ticks = asyncio.run(lookup_while_locked(1.2))
-    assert type(answer) is LookupError and "locked by a writer" in str(answer) and ticks > 30
+    answer, longest_gap = asyncio.run(lookup_while_locked(0.5))
+    assert answer.entity_ids == [rid]
+    assert longest_gap < 0.25  # the loop ran on while the read waited 0.5 s for the lock
+    answer, longest_gap = asyncio.run(lookup_while_locked(2.5))
+    assert type(answer) is LookupError and "locked by a writer" in str(answer) and longest_gap < 0.25
     writer.close()

@@ -199,11 +199,21 @@ def test_batched_lookups_equal_get_online_features(tmp_path, backend):
         if backend == "redis":
             import asyncio
 
-            found = asyncio.run(RedisLookup(url, project, view, spec.features.all).read(ids))
+            lookup = RedisLookup(url, project, view, spec.features.all)
+
+            async def read() -> dict:
+                try:
+                    return await lookup.read(ids)
+                finally:
+                    await lookup.close()
+
+            found = asyncio.run(read())
         else:
-            found = SqliteLookup(
+            sqlite_lookup = SqliteLookup(
                 tmp_path / "feast" / "online_store.db", project, view, spec.features.all
-            ).read(ids)
+            )
+            found = sqlite_lookup.read(ids)
+            sqlite_lookup.close()
         expected = store.get_online_features(
             feature_references(spec), [{"record_id": i} for i in ids]
         ).to_dict()

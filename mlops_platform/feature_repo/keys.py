@@ -13,6 +13,7 @@ import mmh3
 
 from mlops_platform.feature_repo.definitions import ENTITY_KEY
 
+KEY_SERIALIZATION_VERSION = 3  # the stores are opened with it (`store.open_store`)
 _STRING = 2  # feast ValueType.STRING
 _KEY_HEAD = (
     struct.pack("<I", 1)  # one join key

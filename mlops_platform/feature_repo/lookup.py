@@ -11,6 +11,8 @@ missing one, and nothing at all for a record the store does not hold.
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import struct
 from collections.abc import Sequence
@@ -65,7 +67,7 @@ def decode_value(blob: bytes | None) -> Any:
         return blob[at : at + length].decode("utf8")
     if tag == 0x35 and len(blob) == 5:  # float_val
         return struct.unpack_from("<f", blob, 1)[0]
-    if tag in (0x18, 0x20, 0x40):  # int32_val, int64_val, unix_timestamp_val
+    if tag in (0x18, 0x20):  # int32_val, int64_val
         value = _signed64(_varint(blob, 1)[0])
         return value if tag != 0x18 else (value + (1 << 31)) % (1 << 32) - (1 << 31)
     if tag == 0x38:  # bool_val
@@ -111,23 +113,30 @@ class SqliteLookup:
         self._position = {name: j for j, name in enumerate(self.features)}
         self._decode = _Decoder()
         self._conn: sqlite3.Connection | None = None
+        self._inode: tuple[int, int] | None = None  # the file the connection reads
         self._wait_s = 0.0
 
     def _connection(self) -> sqlite3.Connection:
+        """The open connection, reopened when the file was replaced (Feast's teardown deletes it)."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            self.close()
+            raise StoreNotMaterialized(f"no online store at {self.path}") from None
+        inode = (stat.st_dev, stat.st_ino)
+        if self._conn is not None and inode != self._inode:
+            self.close()
         if self._conn is None:
-            if not self.path.is_file():
-                raise StoreNotMaterialized(f"no online store at {self.path}")
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=0
+            )
             try:
-                conn = sqlite3.connect(
-                    f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=0
-                )
                 conn.execute("PRAGMA mmap_size = 268435456")  # pages read from the OS cache, not copied
                 conn.execute(f'SELECT 1 FROM "{self.table}" LIMIT 0')
-            except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc):
-                    raise StoreNotMaterialized(f"the online store has no table {self.table}") from None
-                raise StoreUnavailable(f"the SQLite online store at {self.path}: {exc}") from None
-            self._conn = conn
+            except sqlite3.Error:
+                conn.close()
+                raise
+            self._conn, self._inode = conn, inode
         return self._conn
 
     def read(self, record_ids: Sequence[str], wait_s: float = 0.0) -> dict[str, list[Any]]:
@@ -151,6 +160,8 @@ class SqliteLookup:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreBusy(f"the SQLite online store at {self.path} is locked by a writer") from None
             self.close()
+            if "no such table" in str(exc):
+                raise StoreNotMaterialized(f"the online store has no table {self.table}") from None
             raise StoreUnavailable(f"the SQLite online store at {self.path}: {exc}") from None
         except sqlite3.Error as exc:
             self.close()
@@ -173,14 +184,12 @@ class SqliteLookup:
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
-            self._conn = None
+            self._conn, self._inode = None, None
             self._wait_s = 0.0
 
 
 def redis_connection_kwargs(connection_string: str) -> dict[str, Any]:
     """`host:port[,key=value...]` (Feast's Redis connection string) as redis-py's arguments."""
-    import json
-
     parts = [p for p in connection_string.split(",") if p]
     if not parts or "=" in parts[0]:
         raise ValueError(f"a Redis connection string starts with host:port, got {connection_string!r}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from mlops_platform.feature_repo.keys import KEY_SERIALIZATION_VERSION
+
 if TYPE_CHECKING:
     from feast import FeatureStore
 
@@ -36,6 +38,6 @@ def open_store(
         online_store=online_store_config(repo_dir, online_store, redis_url),
         offline_store={"type": "file"},
         repo_path=repo_dir,
-        entity_key_serialization_version=3,
+        entity_key_serialization_version=KEY_SERIALIZATION_VERSION,
     )
     return FeatureStore(config=config)

@@ -1,14 +1,17 @@
 """Entity lookups: requests that send only record ids are scored on the online store's features.
 
-The record ids of every request waiting in a worker are read in one batch (one SQLite query or
+The record ids of the requests waiting in a worker are read in one batch (one SQLite query or
 one Redis pipeline, `feature_repo.lookup`), the way `MicroBatcher` shares a model call: while a
-read is in flight, new requests queue, and the next read takes them all. Each request then gets
-its own answer: its rows, a 404 naming its first unknown id, or a 503 when the store does not
-answer (the same for every request of that read). The store is opened, and one lookup made, when
-the worker starts (`warm`), so the first requests after a restart pay no connection cost.
+read is in flight, new requests queue, and the next read takes them, up to `MAX_IDS_PER_READ`
+ids. Each request then gets its own answer: its rows, a 404 naming its first unknown id, or a
+503 when the store does not answer (the same for every request of that read). The store is
+opened, and one lookup made, when the worker starts (`warm`), so the first requests after a
+restart pay no connection cost.
 
-After a failed read the store is not asked again for `RETRY_AFTER_S`: while it is down,
-requests by id get their 503 at once instead of each waiting for a connection timeout.
+A small SQLite read runs on the event loop (tens of microseconds a record); a large one, or one
+that must wait for a materialization's write lock, runs on the store's own thread, so the loop
+keeps serving. After a failed read the store is not asked again for `RETRY_AFTER_S`: while it is
+down, requests by id get their 503 at once instead of each waiting for a connection timeout.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ log = logging.getLogger("mlops_platform.serving")
 
 RETRY_AFTER_S = 1.0
 SQLITE_WAIT_S = 2.0  # longest wait for a materialization's write lock before a 503
+INLINE_IDS = 64  # SQLite reads of more ids run on the store's thread, not the event loop
+MAX_IDS_PER_READ = 2_000  # requests beyond this wait for the next read (one request is never split)
 _Found = dict[str, list[Any]]
 
 
@@ -44,26 +49,20 @@ class OnlineFeatures:
 
     def __init__(self, settings: Settings, spec: DatasetSpec, validator: RequestValidator) -> None:
         self.validator = validator
-        self.store = settings.feast_online_store
         view = feature_view_name(spec)
-        if self.store == "redis":
-            self._redis: RedisLookup | None = RedisLookup(
-                settings.redis_url, spec.name, view, validator.names
-            )
-            self._sqlite: SqliteLookup | None = None
+        self._redis: RedisLookup | None = None
+        self._sqlite: SqliteLookup | None = None
+        if settings.feast_online_store == "redis":
+            self._redis = RedisLookup(settings.redis_url, spec.name, view, validator.names)
         else:
-            self._redis = None
-            self._sqlite = SqliteLookup(
-                settings.feast_dir / "online_store.db", spec.name, view, validator.names
-            )
-        # where a read waits for a materialization's write lock (`_read_sqlite`)
-        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+            path = settings.feast_dir / "online_store.db"
+            self._sqlite = SqliteLookup(path, spec.name, view, validator.names)
+        self._sqlite_thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._waiting: list[tuple[list[str], asyncio.Future[_Found]]] = []
-        self._reading = False
-        self._drainer: asyncio.Task | None = None
+        self._drainer: asyncio.Task[None] | None = None
         self._down_until = 0.0
-        self._down: LookupError | None = None
-        self.reads = 0  # batches read (for tests and benchmarks)
+        self._down_error = ""
+        self.reads = 0  # reads that reached the store (for tests and benchmarks)
 
     async def warm(self) -> None:
         """Open the store and make one lookup; a store that is not there yet is not an error."""
@@ -71,15 +70,15 @@ class OnlineFeatures:
             await self._read(["warm-up"])
         except LookupError as exc:
             log.info("online store not ready at start (requests by id will retry): %s", exc)
-        self._down_until, self._down = 0.0, None
+        self._down_until = 0.0
 
     async def close(self) -> None:
+        if self._sqlite_thread is not None:
+            self._sqlite_thread.shutdown(wait=True)  # a read waiting for a lock ends within SQLITE_WAIT_S
         if self._redis is not None:
             await self._redis.close()
         if self._sqlite is not None:
             self._sqlite.close()
-        if self._thread is not None:
-            self._thread.shutdown(wait=False)
 
     async def batch(self, entity_ids: list[str]) -> FeatureBatch:
         """The entities' stored features as a validated batch: InvalidRequest (404) naming the first
@@ -87,8 +86,7 @@ class OnlineFeatures:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Found] = loop.create_future()
         self._waiting.append((entity_ids, future))
-        if not self._reading:
-            self._reading = True
+        if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
         found = await future
         rows = []
@@ -104,54 +102,68 @@ class OnlineFeatures:
         return batch
 
     async def _drain(self) -> None:
-        """Read the waiting requests' ids, one batch at a time, until none wait."""
-        try:
-            while self._waiting:
-                waiting, self._waiting = self._waiting, []
-                ids = list(dict.fromkeys(e for entity_ids, _ in waiting for e in entity_ids))
-                try:
-                    found = await self._read(ids)
-                except Exception as exc:  # answered per request; never lost
-                    for _, future in waiting:
-                        if not future.done():
-                            future.set_exception(_as_answer(exc))
-                    continue
+        """Read the waiting requests' ids, a batch at a time, until none wait."""
+        while self._waiting:
+            waiting, ids = self._next_read()
+            try:
+                found = await self._read(ids)
+            except LookupError as exc:
                 for _, future in waiting:
                     if not future.done():
-                        future.set_result(found)
-        finally:
-            self._reading = False
+                        future.set_exception(_as_answer(exc))
+                continue
+            except Exception as exc:  # a bug or a value this server cannot read: a 500 for each request
+                log.exception("entity lookup of %d ids failed", len(ids))
+                problem = f"entity lookup failed: {type(exc).__name__}: {exc}"
+                for _, future in waiting:
+                    if not future.done():
+                        future.set_exception(RuntimeError(problem))
+                continue
+            for _, future in waiting:
+                if not future.done():  # a client that went away leaves a cancelled future
+                    future.set_result(found)
+
+    def _next_read(self) -> tuple[list[tuple[list[str], asyncio.Future[_Found]]], list[str]]:
+        """The waiting requests the next read serves (up to MAX_IDS_PER_READ ids), and their ids."""
+        taken, ids = 0, 0
+        for entity_ids, _ in self._waiting:
+            if taken and ids + len(entity_ids) > MAX_IDS_PER_READ:
+                break
+            taken, ids = taken + 1, ids + len(entity_ids)
+        waiting, self._waiting = self._waiting[:taken], self._waiting[taken:]
+        return waiting, list(dict.fromkeys(e for entity_ids, _ in waiting for e in entity_ids))
 
     async def _read(self, ids: list[str]) -> _Found:
-        now = time.monotonic()
-        if now < self._down_until and self._down is not None:
-            raise self._down
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable(self._down_error)
         try:
             if self._redis is not None:
                 found = await self._redis.read(ids)
             else:
                 found = await self._read_sqlite(ids)
         except StoreUnavailable as exc:
-            self._down_until, self._down = time.monotonic() + RETRY_AFTER_S, exc
+            self._down_until, self._down_error = time.monotonic() + RETRY_AFTER_S, str(exc)
             raise
         self.reads += 1
         return found
 
     async def _read_sqlite(self, ids: list[str]) -> _Found:
-        """Read on the event loop (a batch takes microseconds) unless a writer holds the lock;
-        then wait for it, up to `SQLITE_WAIT_S`, on the store's own thread, never on the loop."""
+        """A small read on the event loop, unless a writer holds the lock; a large one, or the wait
+        for the lock (up to SQLITE_WAIT_S), on the store's own thread."""
         assert self._sqlite is not None
-        try:
-            return self._sqlite.read(ids)
-        except StoreBusy:
-            if self._thread is None:
-                self._thread = concurrent.futures.ThreadPoolExecutor(1, "online-store")
-            return await asyncio.get_running_loop().run_in_executor(
-                self._thread, functools.partial(self._sqlite.read, ids, SQLITE_WAIT_S)
-            )
+        if len(ids) <= INLINE_IDS:
+            try:
+                return self._sqlite.read(ids)
+            except StoreBusy:
+                pass
+        if self._sqlite_thread is None:
+            self._sqlite_thread = concurrent.futures.ThreadPoolExecutor(1, "online-store")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._sqlite_thread, functools.partial(self._sqlite.read, ids, SQLITE_WAIT_S)
+        )
 
 
-def _as_answer(exc: Exception) -> Exception:
+def _as_answer(exc: LookupError) -> Exception:
     """What a request whose read failed is answered with (InvalidRequest 404, or LookupError 503)."""
     if isinstance(exc, StoreNotMaterialized):
         return InvalidRequest(
@@ -160,9 +172,7 @@ def _as_answer(exc: Exception) -> Exception:
             "asset), so no entity is found: send feature values instead",
             404,
         )
-    if isinstance(exc, LookupError):
-        return LookupError(
-            f"the online feature store cannot answer entity lookups ({exc}): send feature values, "
-            "or retry when the store is back"
-        )
-    return exc
+    return LookupError(
+        f"the online feature store cannot answer entity lookups ({exc}): send feature values, "
+        "or retry when the store is back"
+    )

@@ -7,6 +7,7 @@ under the data directory and shared by every server worker; loading needs only t
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from mlops_platform.lib.pyfunc_model import ARTIFACT_KEY
 from mlops_platform.lib.tracking_store import RegistryUnavailable, check_reachable, limit_client_retries
 from mlops_platform.lib.uris import redact_uri
 from mlops_platform.serving.validation import FeatureBatch
+
+log = logging.getLogger("mlops_platform.serving")
 
 
 class RevisionError(RuntimeError):
@@ -170,6 +173,9 @@ class RevisionLoader:
         artifact = fetch_artifact(self.tracking_uri, self.model_name, version, self.cache_dir)
         revision = load_revision(self.model_name, version, artifact)
         revision.check_features(self.numeric, self.categorical)
-        revision.warm_up()
+        try:
+            revision.warm_up()
+        except Exception as exc:  # served all the same: its failures are the canary analysis's to count
+            log.warning("%s v%s fails on made-up rows: %s", self.model_name, version, str(exc)[:300])
         revision.instruments = self.instruments(self.model_name, version)
         return revision
