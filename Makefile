@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(MLOPS_HOME)/dagster
 # dg commands run with the project's virtual environment active, as dg expects.
 DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dg
 
-.PHONY: install demo test ui mlflow-ui serve deploy lint format validate benchmark benchmark-scale clean dagster-home
+.PHONY: install demo test test-slow ui mlflow-ui serve deploy lint format validate benchmark benchmark-scale clean dagster-home
 
 install: $(VENV)/.installed
 
@@ -35,8 +35,13 @@ dagster-home:
 demo: install dagster-home
 	$(BIN)/mlops demo
 
+# The suite in two tiers: `test` (under 15 minutes on 2 cores) and `test-slow`, the end-to-end
+# tests that run the demo, the CLIs and the UI in subprocesses. CI runs both.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
+
+test-slow: install
+	$(BIN)/pytest -m slow
 
 # The Dagster UI on the instance `make demo` used (a bare `dg dev` gets a temporary instance).
 ui: install dagster-home
